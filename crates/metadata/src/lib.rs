@@ -1,0 +1,133 @@
+//! Registry metadata: repositories, blob links, manifests, tags, referrers and upload sessions.
+//!
+//! `MetadataStore` is the seam every backend implements (SQLite today, PostgreSQL later). It is
+//! the single source of truth for anything that can change (tags, links, uploads), so several
+//! server instances sharing one store never disagree; the process caches none of it. Every
+//! mutation is durable when its future resolves. Ordering is byte order everywhere (SQLite's
+//! BINARY collation), so paging is identical across backends. `suite` holds the shared tests.
+
+pub mod sqlite;
+pub mod suite;
+
+use async_trait::async_trait;
+use stowage_oci::{Algorithm, Digest};
+
+/// Metadata failures. Everything here is an internal error to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata store: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for MetadataError {
+    fn from(e: rusqlite::Error) -> Self {
+        MetadataError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, MetadataError>;
+
+/// A manifest to store.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    /// The digest it was pushed under (the URL digest, or sha256 for a tag push).
+    pub digest: Digest,
+    /// Its sha256 digest, so manifests pushed by sha512 are reachable by sha256 too.
+    pub sha256: Digest,
+    pub media_type: String,
+    pub body: Vec<u8>,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<String>,
+    /// Annotations as a JSON object string, served in referrers responses.
+    pub annotations: Option<String>,
+    /// Blobs and child manifests it references (kept for garbage collection).
+    pub references: Vec<Digest>,
+}
+
+/// A stored manifest as found by a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestMeta {
+    /// The digest to report: the one asked for, or the pushed digest for a tag.
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// The bytes, when asked for.
+    pub body: Option<Vec<u8>>,
+}
+
+/// One entry of a referrers response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// An upload session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub repo: String,
+    pub algorithm: Algorithm,
+    /// Bytes acknowledged so far (durable in the blob store).
+    pub offset: u64,
+    /// Unix seconds.
+    pub created: i64,
+    pub updated: i64,
+}
+
+/// What became of a manifest delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// Tags that pointed at it and are gone too.
+    pub tags: Vec<String>,
+}
+
+/// The metadata store interface the registry is written against.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Size of `digest` if it is linked into `repo`.
+    async fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+    /// Sizes of those of `digests` linked into `repo`.
+    async fn blobs_in_repo(&self, repo: &str, digests: &[Digest]) -> Result<Vec<(Digest, u64)>>;
+    /// Repositories (in byte order, at most `limit`) that link `digest`, with its size.
+    async fn repos_with_blob(&self, digest: &Digest, limit: usize) -> Result<Vec<(String, u64)>>;
+    /// Link a blob into a repository (creating both records as needed).
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Link the blob an upload produced and forget the upload, in one transaction.
+    async fn finish_upload(&self, upload_id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Remove a blob's link from a repository; false if it was not linked.
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
+
+    /// Which of `digests` are manifests in `repo`.
+    async fn manifests_in_repo(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>>;
+    /// Store a manifest and point `tags` at it, in one transaction.
+    async fn put_manifest(&self, repo: &str, manifest: NewManifest, tags: &[String]) -> Result<()>;
+    /// Look a manifest up by tag.
+    async fn manifest_by_tag(&self, repo: &str, tag: &str, with_body: bool) -> Result<Option<ManifestMeta>>;
+    /// Look a manifest up by its pushed digest or its sha256 digest.
+    async fn manifest_by_digest(&self, repo: &str, digest: &Digest, with_body: bool) -> Result<Option<ManifestMeta>>;
+    /// Delete a manifest and every tag pointing at it; None if it did not exist.
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<Option<Deleted>>;
+    /// Delete a tag; false if it did not exist.
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
+    /// Tags after `last` in byte order, at most `limit`; None if the repository is unknown.
+    async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>>;
+    /// Repository names after `last` in byte order, at most `limit`.
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    /// Manifests in `repo` whose subject is `subject`, optionally filtered by artifact type.
+    async fn referrers(&self, repo: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
+
+    /// Record a new upload session.
+    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    /// Find an upload session.
+    async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
+    /// Record a new acknowledged offset.
+    async fn set_upload_offset(&self, id: &str, offset: u64, now: i64) -> Result<()>;
+    /// Forget an upload session.
+    async fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Upload ids not touched since `before` (unix seconds).
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
+}

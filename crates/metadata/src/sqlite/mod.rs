@@ -1,0 +1,150 @@
+//! The SQLite metadata backend (embedded default).
+//!
+//! One writer thread owns the only writing connection and commits in groups: it takes every
+//! write waiting in its queue, runs each in a savepoint inside one transaction, commits once
+//! (one WAL fsync), and only then answers the callers. Concurrent pushes therefore share fsyncs
+//! instead of queueing behind one each. Reads run on a small pool of WAL reader connections on
+//! the blocking thread pool and never wait for the writer.
+
+mod schema;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use stowage_storage::{Op, OpObserver};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{MetadataError, Result};
+
+/// Largest number of writes folded into one commit.
+const MAX_BATCH: usize = 256;
+
+type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// A queued write: run it on the connection (or, with `None`, just fail it), returning whether
+/// its statements succeeded and how to answer its caller once the commit outcome is known.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+
+/// SQLite-backed [`crate::MetadataStore`].
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteStore {
+    /// Open (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_observed(path, None)
+    }
+
+    /// Like [`SqliteStore::open`], reporting each commit to `observer` before callers are answered.
+    pub fn open_observed(path: &Path, observer: Option<OpObserver>) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| MetadataError::Backend(e.to_string()))?;
+        }
+        let mut conn = Connection::open(path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("stowage-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, observer))
+            .map_err(|e| MetadataError::Backend(e.to_string()))?;
+        Ok(SqliteStore { path: path.to_path_buf(), writer: tx, readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    /// Run a write in the next group commit; resolves once it is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let out = match conn {
+                Some(conn) => f(conn).map_err(MetadataError::from),
+                None => Err(MetadataError::Backend("transaction could not start".into())),
+            };
+            let ok = out.is_ok();
+            let done: Completion = Box::new(move |committed| {
+                let r = match (out, committed) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(MetadataError::Backend(e)),
+                };
+                let _ = tx.send(r);
+            });
+            (ok, done)
+        });
+        self.writer.send(job).map_err(|_| MetadataError::Backend("writer thread stopped".into()))?;
+        rx.await.map_err(|_| MetadataError::Backend("writer thread stopped".into()))?
+    }
+
+    /// Run a read on a pooled reader connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().expect("reader pool").pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open(&path)?;
+                    c.busy_timeout(std::time::Duration::from_secs(30))?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            readers.lock().expect("reader pool").push(conn);
+            out.map_err(MetadataError::from)
+        })
+        .await
+        .map_err(|e| MetadataError::Backend(e.to_string()))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, observer: Option<OpObserver>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(jobs.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "metadata: cannot begin transaction");
+            for job in jobs {
+                job(None).1(Err(e.to_string()));
+            }
+            continue;
+        }
+        for job in jobs {
+            // Each write in its own savepoint: a failing write is undone alone, the rest commit.
+            if let Err(e) = conn.execute_batch("SAVEPOINT w") {
+                job(None).1(Err(e.to_string()));
+                continue;
+            }
+            let (ok, done) = job(Some(&conn));
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO w");
+            }
+            let _ = conn.execute_batch("RELEASE w");
+            completions.push(done);
+        }
+        let result = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if result.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        } else if let Some(o) = &observer {
+            o(Op::Commit { what: format!("{} writes", completions.len()) });
+        }
+        for c in completions {
+            c(result.clone());
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! `MetadataStore` for SQLite: each method is one read on the pool or one write in a group
+//! commit. Repository rows are created on first link or manifest and resolved by name inside
+//! the same statement batch, so a request costs one round trip to the writer.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use stowage_oci::{Algorithm, Digest};
+
+use super::SqliteStore;
+use crate::{Deleted, ManifestMeta, MetadataStore, NewManifest, Referrer, Result, Upload};
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn repo_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM repos WHERE name = ?1")?.query_row([name], |r| r.get(0)).optional()
+}
+
+fn ensure_repo(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    if let Some(id) = repo_id(conn, name)? {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO repos (name, created) VALUES (?1, ?2)")?.execute(params![name, now()])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn parse_digest(s: String) -> rusqlite::Result<Digest> {
+    s.parse().map_err(|e: stowage_oci::digest::DigestError| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn link(conn: &Connection, repo: &str, digest: &str, size: u64) -> rusqlite::Result<()> {
+    let id = ensure_repo(conn, repo)?;
+    let t = now();
+    conn.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created) VALUES (?1, ?2, ?3)")?
+        .execute(params![digest, size as i64, t])?;
+    conn.prepare_cached("INSERT OR IGNORE INTO repo_blobs (repo_id, digest, created) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, digest, t])?;
+    Ok(())
+}
+
+fn digest_strings(digests: &[Digest]) -> Vec<String> {
+    digests.iter().map(|d| d.to_string()).collect()
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT b.size FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id JOIN blobs b ON b.digest = rb.digest
+                 WHERE r.name = ?1 AND rb.digest = ?2",
+            )?
+            .query_row(params![repo, digest], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|o| o.map(|s| s as u64))
+        })
+        .await
+    }
+
+    async fn blobs_in_repo(&self, repo: &str, digests: &[Digest]) -> Result<Vec<(Digest, u64)>> {
+        let (repo, wanted) = (repo.to_string(), digest_strings(digests));
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else { return Ok(Vec::new()) };
+            let mut stmt = c.prepare_cached(
+                "SELECT b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repo_id = ?1 AND rb.digest = ?2",
+            )?;
+            let mut out = Vec::new();
+            for d in wanted {
+                if let Some(size) = stmt.query_row(params![id, d], |r| r.get::<_, i64>(0)).optional()? {
+                    out.push((parse_digest(d)?, size as u64));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn repos_with_blob(&self, digest: &Digest, limit: usize) -> Result<Vec<(String, u64)>> {
+        let digest = digest.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT r.name, b.size FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id JOIN blobs b ON b.digest = rb.digest
+                 WHERE rb.digest = ?1 ORDER BY r.name LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![digest, limit as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |c| link(c, &repo, &digest, size)).await
+    }
+
+    async fn finish_upload(&self, upload_id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let (id, repo, digest) = (upload_id.to_string(), repo.to_string(), digest.to_string());
+        self.write(move |c| {
+            link(c, &repo, &digest, size)?;
+            c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |c| {
+            let Some(id) = repo_id(c, &repo)? else { return Ok(false) };
+            Ok(c.prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?.execute(params![id, digest])? > 0)
+        })
+        .await
+    }
+
+    async fn manifests_in_repo(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let (repo, wanted) = (repo.to_string(), digest_strings(digests));
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else { return Ok(Vec::new()) };
+            let mut stmt =
+                c.prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND (digest = ?2 OR sha256 = ?2) LIMIT 1")?;
+            let mut out = Vec::new();
+            for d in wanted {
+                if stmt.exists(params![id, d])? {
+                    out.push(parse_digest(d)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_manifest(&self, repo: &str, m: NewManifest, tags: &[String]) -> Result<()> {
+        let (repo, tags) = (repo.to_string(), tags.to_vec());
+        self.write(move |c| {
+            let id = ensure_repo(c, &repo)?;
+            let t = now();
+            let digest = m.digest.to_string();
+            c.prepare_cached(
+                "INSERT INTO manifests (repo_id, digest, sha256, media_type, size, body, subject, artifact_type, annotations, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (repo_id, digest) DO UPDATE SET media_type = excluded.media_type, body = excluded.body,
+                   size = excluded.size, subject = excluded.subject, artifact_type = excluded.artifact_type,
+                   annotations = excluded.annotations",
+            )?
+            .execute(params![
+                id,
+                digest,
+                m.sha256.to_string(),
+                m.media_type,
+                m.body.len() as i64,
+                m.body,
+                m.subject.map(|s| s.to_string()),
+                m.artifact_type,
+                m.annotations,
+                t
+            ])?;
+            let mut refs = c.prepare_cached("INSERT OR IGNORE INTO manifest_refs (repo_id, manifest, target) VALUES (?1, ?2, ?3)")?;
+            for r in &m.references {
+                refs.execute(params![id, digest, r.to_string()])?;
+            }
+            let mut tag = c.prepare_cached(
+                "INSERT INTO tags (repo_id, name, digest, updated) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated",
+            )?;
+            for name in &tags {
+                tag.execute(params![id, name, digest, t])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest_by_tag(&self, repo: &str, tag: &str, with_body: bool) -> Result<Option<ManifestMeta>> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.read(move |c| {
+            let sql = if with_body {
+                "SELECT m.digest, m.media_type, m.size, m.body FROM tags t JOIN repos r ON r.id = t.repo_id
+                 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest WHERE r.name = ?1 AND t.name = ?2"
+            } else {
+                "SELECT m.digest, m.media_type, m.size, NULL FROM tags t JOIN repos r ON r.id = t.repo_id
+                 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest WHERE r.name = ?1 AND t.name = ?2"
+            };
+            let row = c
+                .prepare_cached(sql)?
+                .query_row(params![repo, tag], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<Vec<u8>>>(3)?))
+                })
+                .optional()?;
+            row.map(|(d, media_type, size, body)| {
+                Ok(ManifestMeta { digest: parse_digest(d)?, media_type, size: size as u64, body })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn manifest_by_digest(&self, repo: &str, digest: &Digest, with_body: bool) -> Result<Option<ManifestMeta>> {
+        let (repo, d) = (repo.to_string(), digest.clone());
+        self.read(move |c| {
+            let sql = if with_body {
+                "SELECT m.media_type, m.size, m.body FROM manifests m JOIN repos r ON r.id = m.repo_id
+                 WHERE r.name = ?1 AND (m.digest = ?2 OR m.sha256 = ?2) ORDER BY m.digest = ?2 DESC LIMIT 1"
+            } else {
+                "SELECT m.media_type, m.size, NULL FROM manifests m JOIN repos r ON r.id = m.repo_id
+                 WHERE r.name = ?1 AND (m.digest = ?2 OR m.sha256 = ?2) ORDER BY m.digest = ?2 DESC LIMIT 1"
+            };
+            c.prepare_cached(sql)?
+                .query_row(params![repo, d.to_string()], |r| {
+                    Ok(ManifestMeta {
+                        digest: d.clone(),
+                        media_type: r.get(0)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        body: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<Option<Deleted>> {
+        let (repo, digest) = (repo.to_string(), digest.to_string());
+        self.write(move |c| {
+            let Some(id) = repo_id(c, &repo)? else { return Ok(None) };
+            let gone: Vec<String> = c
+                .prepare_cached("SELECT digest FROM manifests WHERE repo_id = ?1 AND (digest = ?2 OR sha256 = ?2)")?
+                .query_map(params![id, digest], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if gone.is_empty() {
+                return Ok(None);
+            }
+            let mut tags = Vec::new();
+            for d in &gone {
+                let names: Vec<String> = c
+                    .prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND digest = ?2 RETURNING name")?
+                    .query_map(params![id, d], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                tags.extend(names);
+                c.prepare_cached("DELETE FROM manifests WHERE repo_id = ?1 AND digest = ?2")?.execute(params![id, d])?;
+                c.prepare_cached("DELETE FROM manifest_refs WHERE repo_id = ?1 AND manifest = ?2")?.execute(params![id, d])?;
+            }
+            tags.sort();
+            Ok(Some(Deleted { tags }))
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.write(move |c| {
+            let Some(id) = repo_id(c, &repo)? else { return Ok(false) };
+            Ok(c.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?.execute(params![id, tag])? > 0)
+        })
+        .await
+    }
+
+    async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>> {
+        let (repo, last) = (repo.to_string(), last.unwrap_or("").to_string());
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else { return Ok(None) };
+            let mut stmt = c.prepare_cached("SELECT name FROM tags WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3")?;
+            let rows = stmt.query_map(params![id, last, limit as i64], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>().map(Some)
+        })
+        .await
+    }
+
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let last = last.unwrap_or("").to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+            let rows = stmt.query_map(params![last, limit as i64], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn referrers(&self, repo: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let (repo, subject, at) = (repo.to_string(), subject.to_string(), artifact_type.map(str::to_string));
+        self.read(move |c| {
+            let Some(id) = repo_id(c, &repo)? else { return Ok(Vec::new()) };
+            let mut stmt = c.prepare_cached(
+                "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+                 WHERE repo_id = ?1 AND subject = ?2 AND (?3 IS NULL OR artifact_type = ?3) ORDER BY digest",
+            )?;
+            let rows = stmt.query_map(params![id, subject, at], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.map(|row| {
+                let (d, media_type, size, artifact_type, annotations) = row?;
+                Ok(Referrer { digest: parse_digest(d)?, media_type, size: size as u64, artifact_type, annotations })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn create_upload(&self, u: &Upload) -> Result<()> {
+        let u = u.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO uploads (id, repo, algorithm, \"offset\", created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![u.id, u.repo, u.algorithm.as_str(), u.offset as i64, u.created, u.updated])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_upload(&self, id: &str) -> Result<Option<Upload>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached("SELECT id, repo, algorithm, \"offset\", created, updated FROM uploads WHERE id = ?1")?
+                .query_row([id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .optional()?;
+            Ok(row.and_then(|(id, repo, alg, offset, created, updated)| {
+                let algorithm = Algorithm::parse(&alg).ok()?;
+                Some(Upload { id, repo, algorithm, offset: offset as u64, created, updated })
+            }))
+        })
+        .await
+    }
+
+    async fn set_upload_offset(&self, id: &str, offset: u64, now: i64) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |c| {
+            c.prepare_cached("UPDATE uploads SET \"offset\" = ?2, updated = ?3 WHERE id = ?1")?
+                .execute(params![id, offset as i64, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT id FROM uploads WHERE updated < ?1")?;
+            let rows = stmt.query_map([before], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn passes_shared_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+        crate::suite::run(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let d = Digest::of(Algorithm::Sha256, b"x");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.link_blob("a/b", &d, 1).await.unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.blob_in_repo("a/b", &d).await.unwrap(), Some(1));
+    }
+}

@@ -1,0 +1,105 @@
+//! Blob storage: content-addressed blobs and the upload sessions that produce them.
+//!
+//! `BlobStore` is the seam every backend implements (filesystem today, S3 later). A backend owns
+//! bytes only: which repository may see a blob, and which uploads exist, is metadata's job. The
+//! durability contract of `upload_commit` (data durable and renamed into its content address
+//! before it returns) is what lets the registry acknowledge a push. `suite` is the shared test
+//! suite every backend must pass.
+
+pub mod fs;
+pub mod suite;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use stowage_oci::{Algorithm, Digest, Hasher};
+
+/// A stream of body bytes, from a request or to a response.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Receives a record of each durability-relevant operation, in order (tests assert the order).
+pub type OpObserver = Arc<dyn Fn(Op) + Send + Sync>;
+
+/// A durability-relevant storage operation, reported to an [`OpObserver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Bytes were written to an upload file.
+    Write { upload: String },
+    /// An upload file was fsynced.
+    FileSync { upload: String },
+    /// An upload was renamed into its content address.
+    Rename { upload: String, digest: String },
+    /// The directory holding a blob was fsynced.
+    DirSync { digest: String },
+    /// Metadata committed (reported by the metadata store; same channel for ordering).
+    Commit { what: String },
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No such blob or upload.
+    #[error("not found")]
+    NotFound,
+    /// Reading the request body failed (client went away, timed out, or sent too much).
+    #[error("request body: {0}")]
+    Body(io::Error),
+    /// The backend itself failed.
+    #[error("storage I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The result of appending a body to an upload.
+pub struct Appended {
+    /// Length of the upload after the append.
+    pub len: u64,
+    /// Hasher over the whole upload so far.
+    pub hasher: Hasher,
+}
+
+/// Content-addressed blobs plus resumable upload files.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The chunk size this backend prefers, advertised as `OCI-Chunk-Min-Length`.
+    fn preferred_chunk_size(&self) -> u64;
+
+    /// Stream `len` bytes of a blob starting at `start`.
+    async fn read(&self, digest: &Digest, start: u64, len: u64) -> Result<ByteStream, StorageError>;
+
+    /// The stored size of a blob, if present.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+
+    /// Remove a blob's bytes (used by garbage collection only).
+    async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Append `body` to upload `id` at `offset`, hashing with `hasher` (whose state must cover
+    /// exactly `offset` bytes). Anything stored past `offset` by an interrupted append is
+    /// discarded first. With `durable`, the data (and a newly created file) is fsynced before
+    /// returning, so the new length can be acknowledged and resumed after a crash.
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+        durable: bool,
+    ) -> Result<Appended, StorageError>;
+
+    /// Rebuild the hash of the first `len` bytes of an upload (after a restart, or for a digest
+    /// of another algorithm than the session's).
+    async fn upload_rehash(&self, id: &str, len: u64, algorithm: Algorithm) -> Result<Hasher, StorageError>;
+
+    /// Make upload `id` (already verified to hash to `digest`) visible at that digest: fsync the
+    /// data, rename it into place and fsync the directory. Idempotent for identical content.
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Discard an upload's bytes. Missing uploads are not an error.
+    async fn upload_abort(&self, id: &str) -> Result<(), StorageError>;
+
+    /// Upload files with their age in seconds, so orphans left by a crash can be purged.
+    async fn upload_list(&self) -> Result<Vec<(String, u64)>, StorageError>;
+}

@@ -38,7 +38,9 @@ impl Algorithm {
         match s {
             "sha256" => Ok(Algorithm::Sha256),
             "sha512" => Ok(Algorithm::Sha512),
-            other if valid_algorithm_component(other) => Err(DigestError::Unsupported(other.to_string())),
+            other if valid_algorithm_component(other) => {
+                Err(DigestError::Unsupported(other.to_string()))
+            }
             other => Err(DigestError::Malformed(other.to_string())),
         }
     }
@@ -95,16 +97,25 @@ impl fmt::Display for Digest {
 fn valid_algorithm_component(s: &str) -> bool {
     // algorithm-component ::= [a-z0-9]+ (separated by [+._-])
     !s.is_empty()
-        && s.split(['+', '.', '_', '-'])
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && s.split(['+', '.', '_', '-']).all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Digest, DigestError> {
-        let (alg, enc) = s.split_once(':').ok_or_else(|| DigestError::Malformed(s.to_string()))?;
-        if enc.is_empty() || !enc.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) {
+        let (alg, enc) = s
+            .split_once(':')
+            .ok_or_else(|| DigestError::Malformed(s.to_string()))?;
+        if enc.is_empty()
+            || !enc
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+        {
             return Err(DigestError::Malformed(s.to_string()));
         }
         let algorithm = Algorithm::parse(alg).map_err(|e| match e {
@@ -112,11 +123,16 @@ impl FromStr for Digest {
             other => other,
         })?;
         if enc.len() != algorithm.hex_len()
-            || !enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::Malformed(s.to_string()));
         }
-        Ok(Digest { algorithm, hex: enc.to_string() })
+        Ok(Digest {
+            algorithm,
+            hex: enc.to_string(),
+        })
     }
 }
 
@@ -132,7 +148,11 @@ pub struct Hasher {
 impl Hasher {
     /// A fresh hasher.
     pub fn new(algorithm: Algorithm) -> Hasher {
-        Hasher { algorithm, ctx: awsd::Context::new(algorithm.aws()), len: 0 }
+        Hasher {
+            algorithm,
+            ctx: awsd::Context::new(algorithm.aws()),
+            len: 0,
+        }
     }
 
     /// Feed bytes.
@@ -159,7 +179,10 @@ impl Hasher {
     /// Finish and return the digest.
     pub fn finish(self) -> Digest {
         let out = self.ctx.finish();
-        Digest { algorithm: self.algorithm, hex: hex(out.as_ref()) }
+        Digest {
+            algorithm: self.algorithm,
+            hex: hex(out.as_ref()),
+        }
     }
 }
 
@@ -177,7 +200,8 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const EMPTY256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY256: &str =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn hashes_known_vectors() {
@@ -229,8 +253,17 @@ mod tests {
         ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad:?} accepted");
         }
-        assert!(matches!("md5:d41d8cd98f00b204e9800998ecf8427e".parse::<Digest>(), Err(DigestError::Unsupported(_))));
-        assert!(matches!(Algorithm::parse("blake3"), Err(DigestError::Unsupported(_))));
-        assert!(matches!(Algorithm::parse("Bad!"), Err(DigestError::Malformed(_))));
+        assert!(matches!(
+            "md5:d41d8cd98f00b204e9800998ecf8427e".parse::<Digest>(),
+            Err(DigestError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Algorithm::parse("blake3"),
+            Err(DigestError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Algorithm::parse("Bad!"),
+            Err(DigestError::Malformed(_))
+        ));
     }
 }

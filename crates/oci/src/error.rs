@@ -23,6 +23,8 @@ pub enum ErrorCode {
     Unsupported,
     TooManyRequests,
     TagInvalid,
+    /// Docker-era code for a bad `n` on listings.
+    PaginationNumberInvalid,
     /// Not an OCI code: used for range errors and internal failures, which have no spec code.
     RangeInvalid,
     Internal,
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::TagInvalid => "TAG_INVALID",
+            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
@@ -65,7 +68,8 @@ impl ErrorCode {
             | ErrorCode::ManifestInvalid
             | ErrorCode::NameInvalid
             | ErrorCode::SizeInvalid
-            | ErrorCode::TagInvalid => 400,
+            | ErrorCode::TagInvalid
+            | ErrorCode::PaginationNumberInvalid => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
@@ -90,7 +94,13 @@ pub fn error_body(code: ErrorCode, message: &str, detail: serde_json::Value) -> 
     struct Body<'a> {
         errors: [ErrorEntry<'a>; 1],
     }
-    let body = Body { errors: [ErrorEntry { code: code.as_str(), message, detail }] };
+    let body = Body {
+        errors: [ErrorEntry {
+            code: code.as_str(),
+            message,
+            detail,
+        }],
+    };
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[]}".to_vec())
 }
 
@@ -100,7 +110,11 @@ mod tests {
 
     #[test]
     fn body_has_spec_shape() {
-        let b = error_body(ErrorCode::BlobUnknown, "blob unknown to registry", serde_json::json!({"digest":"x"}));
+        let b = error_body(
+            ErrorCode::BlobUnknown,
+            "blob unknown to registry",
+            serde_json::json!({"digest":"x"}),
+        );
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         assert_eq!(v["errors"][0]["detail"]["digest"], "x");

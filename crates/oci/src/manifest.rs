@@ -104,8 +104,13 @@ pub fn bare_content_type(v: &str) -> &str {
 
 /// Parse and validate `body`, pushed with Content-Type `content_type` (if any).
 pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, ManifestError> {
-    let header = content_type.map(bare_content_type).filter(|h| !h.is_empty());
-    if matches!(header, Some(media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED)) {
+    let header = content_type
+        .map(bare_content_type)
+        .filter(|h| !h.is_empty());
+    if matches!(
+        header,
+        Some(media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED)
+    ) {
         return Err(ManifestError::Schema1);
     }
     let raw: Raw = serde_json::from_slice(body).map_err(|e| {
@@ -127,15 +132,25 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
     if let (Some(b), Some(h)) = (raw.media_type.as_deref(), header)
         && b != h
     {
-        return Err(ManifestError::MediaTypeMismatch { body: b.to_string(), header: h.to_string() });
+        return Err(ManifestError::MediaTypeMismatch {
+            body: b.to_string(),
+            header: h.to_string(),
+        });
     }
     let media_type = match header.or(raw.media_type.as_deref()) {
         Some(t) => t.to_string(),
         None if raw.manifests.is_some() => media::OCI_INDEX.to_string(),
         None if raw.config.is_some() => media::OCI_MANIFEST.to_string(),
-        None => return Err(ManifestError::Structure("cannot tell the manifest type: no mediaType, config or manifests")),
+        None => {
+            return Err(ManifestError::Structure(
+                "cannot tell the manifest type: no mediaType, config or manifests",
+            ));
+        }
     };
-    if matches!(media_type.as_str(), media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED) {
+    if matches!(
+        media_type.as_str(),
+        media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED
+    ) {
         return Err(ManifestError::Schema1);
     }
     if !media::is_manifest_type(&media_type) {
@@ -143,9 +158,13 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
     }
     if media::is_index(&media_type) {
         if raw.config.is_some() || raw.layers.is_some() {
-            return Err(ManifestError::Structure("an index must not have config or layers"));
+            return Err(ManifestError::Structure(
+                "an index must not have config or layers",
+            ));
         }
-        let manifests = raw.manifests.ok_or(ManifestError::Structure("an index needs a manifests array"))?;
+        let manifests = raw
+            .manifests
+            .ok_or(ManifestError::Structure("an index needs a manifests array"))?;
         Ok(ParsedManifest {
             media_type,
             kind: Kind::Index,
@@ -158,17 +177,30 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
         })
     } else {
         if raw.manifests.is_some() {
-            return Err(ManifestError::Structure("an image manifest must not have a manifests array"));
+            return Err(ManifestError::Structure(
+                "an image manifest must not have a manifests array",
+            ));
         }
-        let config = raw.config.ok_or(ManifestError::Structure("an image manifest needs a config descriptor"))?;
+        let config = raw.config.ok_or(ManifestError::Structure(
+            "an image manifest needs a config descriptor",
+        ))?;
         let layers = match raw.layers {
             Some(l) => l,
             None if media_type == media::OCI_MANIFEST => {
-                return Err(ManifestError::Structure("an image manifest needs a layers array"));
+                return Err(ManifestError::Structure(
+                    "an image manifest needs a layers array",
+                ));
             }
-            None => return Err(ManifestError::Structure("a Docker manifest needs a layers array")),
+            None => {
+                return Err(ManifestError::Structure(
+                    "a Docker manifest needs a layers array",
+                ));
+            }
         };
-        let artifact_type = raw.artifact_type.clone().or_else(|| Some(config.media_type.clone()));
+        let artifact_type = raw
+            .artifact_type
+            .clone()
+            .or_else(|| Some(config.media_type.clone()));
         Ok(ParsedManifest {
             media_type,
             kind: Kind::Image,
@@ -191,7 +223,9 @@ mod tests {
     }
 
     fn image(mt: Option<&str>) -> String {
-        let mt = mt.map(|m| format!("\"mediaType\":\"{m}\",")).unwrap_or_default();
+        let mt = mt
+            .map(|m| format!("\"mediaType\":\"{m}\","))
+            .unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{mt}"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2,"data":"e30="}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":10}}],"custom":{{"x":1}}}}"#,
             d('a'),
@@ -201,10 +235,17 @@ mod tests {
 
     #[test]
     fn image_manifest_with_and_without_media_type() {
-        let p = parse(image(Some(media::OCI_MANIFEST)).as_bytes(), Some(media::OCI_MANIFEST)).unwrap();
+        let p = parse(
+            image(Some(media::OCI_MANIFEST)).as_bytes(),
+            Some(media::OCI_MANIFEST),
+        )
+        .unwrap();
         assert_eq!(p.kind, Kind::Image);
         assert_eq!(p.layers.len(), 1);
-        assert_eq!(p.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            p.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
         let p = parse(image(None).as_bytes(), None).unwrap();
         assert_eq!(p.media_type, media::OCI_MANIFEST);
         let p = parse(image(None).as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap();
@@ -213,7 +254,11 @@ mod tests {
 
     #[test]
     fn mismatch_refused() {
-        let e = parse(image(Some(media::OCI_MANIFEST)).as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap_err();
+        let e = parse(
+            image(Some(media::OCI_MANIFEST)).as_bytes(),
+            Some(media::DOCKER_MANIFEST),
+        )
+        .unwrap_err();
         assert!(matches!(e, ManifestError::MediaTypeMismatch { .. }));
     }
 
@@ -233,7 +278,10 @@ mod tests {
 
     #[test]
     fn schema1_refused() {
-        assert_eq!(parse(b"{}", Some(media::DOCKER_SCHEMA1_SIGNED)).unwrap_err(), ManifestError::Schema1);
+        assert_eq!(
+            parse(b"{}", Some(media::DOCKER_SCHEMA1_SIGNED)).unwrap_err(),
+            ManifestError::Schema1
+        );
         let body = br#"{"schemaVersion":1,"name":"a","tag":"b","fsLayers":[]}"#;
         assert_eq!(parse(body, None).unwrap_err(), ManifestError::Schema1);
     }

@@ -22,5 +22,8 @@ pub fn is_index(media_type: &str) -> bool {
 
 /// The types accepted as a manifest `Content-Type`.
 pub fn is_manifest_type(media_type: &str) -> bool {
-    matches!(media_type, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST)
+    matches!(
+        media_type,
+        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST
+    )
 }

@@ -18,7 +18,9 @@ impl RepoName {
         if s.is_empty() || s.len() > MAX_NAME_LEN {
             return None;
         }
-        s.split('/').all(valid_component).then(|| RepoName(s.to_string()))
+        s.split('/')
+            .all(valid_component)
+            .then(|| RepoName(s.to_string()))
     }
 
     /// The name as a string.
@@ -76,7 +78,15 @@ mod tests {
 
     #[test]
     fn accepts_spec_examples() {
-        for ok in ["a", "library/ubuntu", "a.b/c_d/e__f/g--h", "0", "team/app/sub/deeper", "my-app", "a-----b"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a.b/c_d/e__f/g--h",
+            "0",
+            "team/app/sub/deeper",
+            "my-app",
+            "a-----b",
+        ] {
             assert!(RepoName::parse(ok).is_some(), "{ok}");
         }
         assert!(RepoName::parse(&"a".repeat(255)).is_some());
@@ -85,8 +95,25 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         for bad in [
-            "", "A", "Library/ubuntu", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", ".a", "a.", "a_.b", "a/../b",
-            "..", "a b", "a%2fb", "a:b", "ü",
+            "",
+            "A",
+            "Library/ubuntu",
+            "a/",
+            "/a",
+            "a//b",
+            "a..b",
+            "a___b",
+            "-a",
+            "a-",
+            ".a",
+            "a.",
+            "a_.b",
+            "a/../b",
+            "..",
+            "a b",
+            "a%2fb",
+            "a:b",
+            "ü",
         ] {
             assert!(RepoName::parse(bad).is_none(), "{bad:?}");
         }

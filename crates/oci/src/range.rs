@@ -20,7 +20,11 @@ pub fn apply_range(header: &str, len: u64) -> RangeOutcome {
     let header = header.trim();
     let Some(spec) = header.strip_prefix("bytes=") else {
         // RFC 9110: a server ignores a Range with a unit it does not understand.
-        return if header.contains('=') { RangeOutcome::Full } else { RangeOutcome::Unsatisfiable };
+        return if header.contains('=') {
+            RangeOutcome::Full
+        } else {
+            RangeOutcome::Unsatisfiable
+        };
     };
     if spec.contains(',') {
         // Multiple ranges: allowed to answer with the whole representation, but only when each
@@ -45,7 +49,10 @@ pub fn apply_range(header: &str, len: u64) -> RangeOutcome {
                 return RangeOutcome::Unsatisfiable;
             }
             let n = n.min(len);
-            RangeOutcome::Partial { start: len - n, end: len - 1 }
+            RangeOutcome::Partial {
+                start: len - n,
+                end: len - 1,
+            }
         }
     }
 }
@@ -72,7 +79,10 @@ fn parse_one(s: &str) -> Option<Spec> {
         return Some(Spec::From { start, end: None });
     }
     let end = digits(b)?;
-    (end >= start).then_some(Spec::From { start, end: Some(end) })
+    (end >= start).then_some(Spec::From {
+        start,
+        end: Some(end),
+    })
 }
 
 /// Parse the `Content-Range` of a chunk upload into inclusive `(start, end)`.
@@ -81,7 +91,11 @@ fn parse_one(s: &str) -> Option<Spec> {
 /// occasional `bytes=<start>-<end>` are accepted too since real clients send them.
 pub fn parse_content_range(header: &str) -> Option<(u64, u64)> {
     let s = header.trim();
-    let s = s.strip_prefix("bytes=").or_else(|| s.strip_prefix("bytes ")).unwrap_or(s).trim();
+    let s = s
+        .strip_prefix("bytes=")
+        .or_else(|| s.strip_prefix("bytes "))
+        .unwrap_or(s)
+        .trim();
     let s = match s.split_once('/') {
         Some((r, total)) => {
             if total != "*" && digits(total).is_none() {
@@ -104,11 +118,26 @@ mod tests {
     #[test]
     fn single_ranges() {
         assert_eq!(apply_range("bytes=0-9", 100), Partial { start: 0, end: 9 });
-        assert_eq!(apply_range("bytes=90-200", 100), Partial { start: 90, end: 99 });
-        assert_eq!(apply_range("bytes=50-", 100), Partial { start: 50, end: 99 });
-        assert_eq!(apply_range("bytes=-10", 100), Partial { start: 90, end: 99 });
-        assert_eq!(apply_range("bytes=-1000", 100), Partial { start: 0, end: 99 });
-        assert_eq!(apply_range("bytes=99-99", 100), Partial { start: 99, end: 99 });
+        assert_eq!(
+            apply_range("bytes=90-200", 100),
+            Partial { start: 90, end: 99 }
+        );
+        assert_eq!(
+            apply_range("bytes=50-", 100),
+            Partial { start: 50, end: 99 }
+        );
+        assert_eq!(
+            apply_range("bytes=-10", 100),
+            Partial { start: 90, end: 99 }
+        );
+        assert_eq!(
+            apply_range("bytes=-1000", 100),
+            Partial { start: 0, end: 99 }
+        );
+        assert_eq!(
+            apply_range("bytes=99-99", 100),
+            Partial { start: 99, end: 99 }
+        );
     }
 
     #[test]
@@ -122,7 +151,16 @@ mod tests {
 
     #[test]
     fn malformed_and_multi() {
-        for bad in ["bytes=", "bytes=abc", "bytes=5-2", "bytes=1-2-3", "bytes=--1", "bytes= x", "garbage", "bytes=0x1-2"] {
+        for bad in [
+            "bytes=",
+            "bytes=abc",
+            "bytes=5-2",
+            "bytes=1-2-3",
+            "bytes=--1",
+            "bytes= x",
+            "garbage",
+            "bytes=0x1-2",
+        ] {
             assert_eq!(apply_range(bad, 100), Unsatisfiable, "{bad}");
         }
         assert_eq!(apply_range("bytes=0-1,5-6", 100), Full);
@@ -136,7 +174,17 @@ mod tests {
         assert_eq!(parse_content_range("bytes 22-41/42"), Some((22, 41)));
         assert_eq!(parse_content_range("bytes 22-41/*"), Some((22, 41)));
         assert_eq!(parse_content_range("bytes=5-5"), Some((5, 5)));
-        for bad in ["", "-", "5-", "-5", "10-5", "a-b", "1-2/x", "1 - 2", "bytes 1-2/"] {
+        for bad in [
+            "",
+            "-",
+            "5-",
+            "-5",
+            "10-5",
+            "a-b",
+            "1-2/x",
+            "1 - 2",
+            "bytes 1-2/",
+        ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
     }

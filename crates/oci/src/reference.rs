@@ -50,7 +50,9 @@ impl Reference {
     /// A string with `:` is a digest (tags cannot contain `:`), anything else a tag.
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
         if s.contains(':') {
-            s.parse().map(Reference::Digest).map_err(ReferenceError::Digest)
+            s.parse()
+                .map(Reference::Digest)
+                .map_err(ReferenceError::Digest)
         } else {
             Tag::parse(s).map(Reference::Tag).ok_or(ReferenceError::Tag)
         }
@@ -85,7 +87,13 @@ mod tests {
         assert!(matches!(Reference::parse("latest"), Ok(Reference::Tag(_))));
         let d = format!("sha256:{}", "0".repeat(64));
         assert!(matches!(Reference::parse(&d), Ok(Reference::Digest(_))));
-        assert!(matches!(Reference::parse("sha256:totallywrong"), Err(ReferenceError::Digest(_))));
-        assert!(matches!(Reference::parse("bad tag"), Err(ReferenceError::Tag)));
+        assert!(matches!(
+            Reference::parse("sha256:totallywrong"),
+            Err(ReferenceError::Digest(_))
+        ));
+        assert!(matches!(
+            Reference::parse("bad tag"),
+            Err(ReferenceError::Tag)
+        ));
     }
 }

@@ -1,0 +1,112 @@
+//! Blob reads, ranged reads, per-repository deletes and cross-repository mounts.
+//!
+//! A blob is readable through a repository only if that repository links it (it was pushed or
+//! mounted there): the bytes are shared, the visibility is not.
+
+use stowage_oci::range::{RangeOutcome, apply_range};
+use stowage_oci::{Digest, ErrorCode, RepoName};
+use stowage_storage::ByteStream;
+
+use crate::{Error, Registry, Result};
+
+/// What a blob GET returns.
+pub struct BlobBody {
+    /// Total size of the blob.
+    pub size: u64,
+    /// `Some((start, end))` for a 206 partial response.
+    pub partial: Option<(u64, u64)>,
+    pub stream: ByteStream,
+}
+
+impl Registry {
+    /// Size of a blob visible in `repo`, or BLOB_UNKNOWN.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        self.meta
+            .blob_in_repo(repo.as_str(), digest)
+            .await?
+            .ok_or_else(|| Error::blob_unknown(digest))
+    }
+
+    /// Open a blob for reading, honouring a `Range` header.
+    pub async fn blob_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<&str>,
+    ) -> Result<BlobBody> {
+        let size = self.blob_size(repo, digest).await?;
+        let (start, len, partial) = match range.map(|r| apply_range(r, size)) {
+            None | Some(RangeOutcome::Full) => (0, size, None),
+            Some(RangeOutcome::Partial { start, end }) => {
+                (start, end - start + 1, Some((start, end)))
+            }
+            Some(RangeOutcome::Unsatisfiable) => {
+                return Err(
+                    Error::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
+                        .header("Content-Range", format!("bytes */{size}")),
+                );
+            }
+        };
+        let stream = match self.blobs.read(digest, start, len).await {
+            Ok(s) => s,
+            Err(stowage_storage::StorageError::NotFound) => {
+                tracing::error!(%digest, "blob linked in metadata but missing from storage");
+                return Err(Error::blob_unknown(digest));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(BlobBody {
+            size,
+            partial,
+            stream,
+        })
+    }
+
+    /// Remove a blob from one repository (its bytes stay for others until garbage collection).
+    pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if !self.settings.delete_enabled {
+            return Err(Error::unsupported("deletion"));
+        }
+        if self.meta.unlink_blob(repo.as_str(), digest).await? {
+            Ok(())
+        } else {
+            Err(Error::blob_unknown(digest))
+        }
+    }
+
+    /// Try to mount `digest` into `repo`. With `from`, only from that repository; without, from
+    /// any repository holding it (later: any the caller may read). Returns false when nothing
+    /// was mounted, so the caller starts a normal upload and existence elsewhere stays hidden.
+    pub async fn blob_mount(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<bool> {
+        if self
+            .meta
+            .blob_in_repo(repo.as_str(), digest)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let size = match from {
+            Some(from) => self.meta.blob_in_repo(from.as_str(), digest).await?,
+            None => self
+                .meta
+                .repos_with_blob(digest, 1)
+                .await?
+                .into_iter()
+                .next()
+                .map(|(_, s)| s),
+        };
+        let Some(size) = size else { return Ok(false) };
+        // The bytes must really be there: never link a blob storage cannot serve.
+        if self.blobs.stat(digest).await? != Some(size) {
+            return Ok(false);
+        }
+        self.meta.link_blob(repo.as_str(), digest, size).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,109 @@
+//! The registry's use cases, written only against the `BlobStore` and `MetadataStore` traits.
+//!
+//! Layout:
+//! - `error`: the domain error with its OCI code (rendered by the server, nowhere else).
+//! - `blobs`: blob reads, ranges, deletes and cross-repository mounts.
+//! - `uploads`: upload sessions: start, chunk, status, finish, cancel, purge.
+//! - `manifests`: manifest push (validation against stored blobs), pull and delete.
+//! - `listing`: tag and catalog pages, referrers.
+//!
+//! No HTTP types appear here: handlers translate requests into these calls. Nothing that can
+//! change (tags, links, uploads) is cached in the process; only the running hash state of an
+//! upload lives in memory, and it is rebuilt from stored bytes whenever it is missing.
+
+pub mod blobs;
+pub mod error;
+pub mod listing;
+pub mod manifests;
+pub mod uploads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use stowage_metadata::MetadataStore;
+use stowage_oci::Hasher;
+use stowage_storage::BlobStore;
+
+pub use error::{BodyError, Error, Result};
+
+/// Behaviour switches of the registry (a slice of the server configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Allow DELETE on manifests, tags and blobs (otherwise 405 UNSUPPORTED).
+    pub delete_enabled: bool,
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_size: u64,
+    /// Require an index's child manifests to exist in the repository.
+    pub index_children_must_exist: bool,
+    /// URL prefixes allowed in descriptor `urls` (foreign / non-distributable layers).
+    pub foreign_url_allow: Vec<String>,
+    /// Page size for tag and catalog listings without `n`.
+    pub page_size: usize,
+    /// Largest `n` honoured on listings.
+    pub max_page_size: usize,
+    /// Uploads untouched for this many seconds are purged.
+    pub upload_purge_after: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            delete_enabled: true,
+            max_manifest_size: 4 * 1024 * 1024,
+            index_children_must_exist: true,
+            foreign_url_allow: vec!["https://".into(), "http://".into()],
+            page_size: 10_000,
+            max_page_size: 100_000,
+            upload_purge_after: 24 * 3600,
+        }
+    }
+}
+
+/// The registry service: shared by every request handler.
+pub struct Registry {
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) meta: Arc<dyn MetadataStore>,
+    pub(crate) settings: Settings,
+    /// Running hash state per upload id, valid at the stored offset. Taken out while a request
+    /// works on the upload, so two requests never share one state.
+    pub(crate) hashers: Mutex<HashMap<String, (u64, Hasher)>>,
+}
+
+impl Registry {
+    /// Build a registry over the given stores.
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetadataStore>,
+        settings: Settings,
+    ) -> Registry {
+        Registry {
+            blobs,
+            meta,
+            settings,
+            hashers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The active settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The chunk size advertised as `OCI-Chunk-Min-Length`.
+    pub fn preferred_chunk_size(&self) -> u64 {
+        self.blobs.preferred_chunk_size()
+    }
+
+    /// A cheap readiness probe of the metadata store.
+    pub async fn ready(&self) -> Result<()> {
+        self.meta.list_repos(None, 1).await?;
+        Ok(())
+    }
+}
+
+/// Current time in unix seconds.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,100 @@
+//! Tag and catalog pages (byte order, `n`/`last` paging) and the referrers index.
+
+use stowage_oci::{Digest, ErrorCode, RepoName, media};
+
+use crate::{Error, Registry, Result};
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    /// `Some((n, last))` when another page follows.
+    pub next: Option<(usize, String)>,
+}
+
+impl Registry {
+    fn page_size(&self, n: Option<usize>) -> usize {
+        n.unwrap_or(self.settings.page_size)
+            .min(self.settings.max_page_size)
+    }
+
+    /// Tags of `repo` after `last`; NAME_UNKNOWN for an unknown repository.
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page> {
+        let size = self.page_size(n);
+        let known = self.meta.list_tags(repo.as_str(), last, size + 1).await?;
+        let items = known.ok_or_else(|| {
+            Error::new(
+                ErrorCode::NameUnknown,
+                "repository name not known to registry",
+            )
+            .detail(serde_json::json!({ "name": repo.as_str() }))
+        })?;
+        Ok(paginate(items, size))
+    }
+
+    /// Repository names after `last`.
+    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
+        let size = self.page_size(n);
+        let items = self.meta.list_repos(last, size + 1).await?;
+        Ok(paginate(items, size))
+    }
+
+    /// The referrers index of `subject` in `repo` (an empty index when there are none).
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<u8>> {
+        let found = self
+            .meta
+            .referrers(repo.as_str(), subject, artifact_type)
+            .await?;
+        let manifests: Vec<serde_json::Value> = found
+            .into_iter()
+            .map(|r| {
+                let mut d = serde_json::json!({
+                    "mediaType": r.media_type,
+                    "digest": r.digest.to_string(),
+                    "size": r.size,
+                });
+                if let Some(at) = r.artifact_type {
+                    d["artifactType"] = at.into();
+                }
+                if let Some(a) = r
+                    .annotations
+                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+                {
+                    d["annotations"] = a;
+                }
+                d
+            })
+            .collect();
+        let index = serde_json::json!({ "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests });
+        serde_json::to_vec(&index).map_err(Error::internal)
+    }
+}
+
+fn paginate(mut items: Vec<String>, size: usize) -> Page {
+    if size == 0 {
+        // `n=0` asks for an empty list, and no Link (nothing would ever follow it).
+        return Page {
+            items: Vec::new(),
+            next: None,
+        };
+    }
+    if items.len() > size {
+        items.truncate(size);
+        let last = items.last().cloned().unwrap_or_default();
+        return Page {
+            items,
+            next: Some((size, last)),
+        };
+    }
+    Page { items, next: None }
+}

@@ -1,0 +1,226 @@
+//! Manifest push, pull and delete.
+//!
+//! A push is validated against what the repository holds: every blob a manifest references
+//! must be linked there with the stated size, and (by default) every child of an index must be
+//! a manifest there. `subject` may point anywhere (referrers of not-yet-pushed content are
+//! legal), and descriptors with `urls` (foreign layers) only need allowed URLs. The bytes are
+//! stored exactly as pushed.
+
+use std::collections::BTreeMap;
+
+use stowage_metadata::{ManifestMeta, NewManifest};
+use stowage_oci::manifest::{self, Descriptor, Kind};
+use stowage_oci::{Algorithm, Digest, ErrorCode, Reference, RepoName, Tag};
+
+use crate::{Error, Registry, Result};
+
+/// What a manifest PUT stored.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The digest to report in `Docker-Content-Digest` and `Location`.
+    pub digest: Digest,
+    /// The subject, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+    /// Tags now pointing at it, for `OCI-Tag` headers.
+    pub tags: Vec<String>,
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::ManifestInvalid, message)
+}
+
+impl Registry {
+    /// Handle `PUT /v2/<name>/manifests/<reference>[?tag=...]`.
+    pub async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        extra_tags: &[Tag],
+    ) -> Result<Pushed> {
+        if body.len() as u64 > self.settings.max_manifest_size {
+            return Err(Error::new(
+                ErrorCode::SizeInvalid,
+                format!(
+                    "manifest is larger than the {}-byte limit",
+                    self.settings.max_manifest_size
+                ),
+            )
+            .status(413));
+        }
+        let parsed = manifest::parse(&body, content_type).map_err(|e| invalid(e.to_string()))?;
+        let sha256 = Digest::of(Algorithm::Sha256, &body);
+        let digest = match reference {
+            Reference::Digest(want) => {
+                let got = if want.algorithm() == Algorithm::Sha256 {
+                    sha256.clone()
+                } else {
+                    Digest::of(want.algorithm(), &body)
+                };
+                if &got != want {
+                    return Err(Error::new(ErrorCode::DigestInvalid, "manifest body does not match the digest in the URL")
+                        .detail(serde_json::json!({ "expected": want.to_string(), "computed": got.to_string() })));
+                }
+                got
+            }
+            Reference::Tag(_) => sha256.clone(),
+        };
+        let references = self.check_references(repo, &parsed).await?;
+        let mut tags: Vec<String> = extra_tags.iter().map(|t| t.to_string()).collect();
+        if let Reference::Tag(t) = reference {
+            tags.push(t.to_string());
+        }
+        tags.sort();
+        tags.dedup();
+        let annotations = parsed
+            .annotations
+            .as_ref()
+            .map(|a| serde_json::to_string(a).unwrap_or_default());
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        self.meta
+            .put_manifest(
+                repo.as_str(),
+                NewManifest {
+                    digest: digest.clone(),
+                    sha256,
+                    media_type: parsed.media_type.clone(),
+                    body,
+                    subject: subject.clone(),
+                    artifact_type: parsed.artifact_type.clone(),
+                    annotations,
+                    references,
+                },
+                &tags,
+            )
+            .await?;
+        Ok(Pushed {
+            digest,
+            subject,
+            tags,
+        })
+    }
+
+    /// Check every referenced blob or child manifest; return the digests referenced.
+    async fn check_references(
+        &self,
+        repo: &RepoName,
+        parsed: &manifest::ParsedManifest,
+    ) -> Result<Vec<Digest>> {
+        match parsed.kind {
+            Kind::Image => {
+                let mut need: Vec<&Descriptor> = Vec::new();
+                for d in parsed.config.iter().chain(parsed.layers.iter()) {
+                    if d.urls.is_empty() {
+                        need.push(d);
+                    } else {
+                        self.check_urls(d)?;
+                    }
+                }
+                let wanted: Vec<Digest> = need.iter().map(|d| d.digest.clone()).collect();
+                let found: BTreeMap<Digest, u64> = self
+                    .meta
+                    .blobs_in_repo(repo.as_str(), &wanted)
+                    .await?
+                    .into_iter()
+                    .collect();
+                for d in need {
+                    match found.get(&d.digest) {
+                        None => {
+                            return Err(Error::new(
+                                ErrorCode::ManifestBlobUnknown,
+                                "manifest references a blob unknown to this repository",
+                            )
+                            .detail(serde_json::json!({ "digest": d.digest.to_string() })));
+                        }
+                        Some(&size) if size != d.size => {
+                            return Err(invalid(format!(
+                                "descriptor for {} states size {} but the blob has {size} bytes",
+                                d.digest, d.size
+                            )));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(parsed
+                    .config
+                    .iter()
+                    .chain(parsed.layers.iter())
+                    .map(|d| d.digest.clone())
+                    .collect())
+            }
+            Kind::Index => {
+                let children: Vec<Digest> =
+                    parsed.manifests.iter().map(|d| d.digest.clone()).collect();
+                if self.settings.index_children_must_exist {
+                    let found = self
+                        .meta
+                        .manifests_in_repo(repo.as_str(), &children)
+                        .await?;
+                    if let Some(missing) = children.iter().find(|c| !found.contains(c)) {
+                        return Err(Error::new(
+                            ErrorCode::ManifestBlobUnknown,
+                            "index references a manifest unknown to this repository",
+                        )
+                        .detail(serde_json::json!({ "digest": missing.to_string() })));
+                    }
+                }
+                Ok(children)
+            }
+        }
+    }
+
+    fn check_urls(&self, d: &Descriptor) -> Result<()> {
+        for url in &d.urls {
+            if !self
+                .settings
+                .foreign_url_allow
+                .iter()
+                .any(|p| url.starts_with(p.as_str()))
+            {
+                return Err(invalid(format!(
+                    "layer URL {url:?} is not allowed by this registry's foreign_url_allow list"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Handle GET/HEAD of a manifest.
+    pub async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        with_body: bool,
+    ) -> Result<ManifestMeta> {
+        let found = match reference {
+            Reference::Tag(t) => {
+                self.meta
+                    .manifest_by_tag(repo.as_str(), t.as_str(), with_body)
+                    .await?
+            }
+            Reference::Digest(d) => {
+                self.meta
+                    .manifest_by_digest(repo.as_str(), d, with_body)
+                    .await?
+            }
+        };
+        found.ok_or_else(|| Error::manifest_unknown(reference))
+    }
+
+    /// Handle DELETE of a manifest: by digest removes it and its tags, by tag removes the tag.
+    pub async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        if !self.settings.delete_enabled {
+            return Err(Error::unsupported("deletion"));
+        }
+        let found = match reference {
+            Reference::Tag(t) => self.meta.delete_tag(repo.as_str(), t.as_str()).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo.as_str(), d).await?.is_some(),
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(Error::manifest_unknown(reference))
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Server configuration: typed TOML with unknown keys refused, layered as
+//! defaults -> file -> environment/flags (the command line applies the last layer).
+//!
+//! Durations are written `30s`, `10m`, `24h` or `7d`; sizes in bytes. `check` validates a whole
+//! configuration without starting anything (`stowage config check`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where blobs, uploads and the metadata database live.
+    pub data_dir: Option<PathBuf>,
+    /// Allow DELETE of manifests, tags and blobs.
+    pub delete_enabled: bool,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    #[serde(deserialize_with = "de_duration")]
+    pub drain_timeout: Duration,
+    /// A request body that sends nothing for this long is aborted.
+    #[serde(deserialize_with = "de_duration")]
+    pub body_idle_timeout: Duration,
+    pub log: LogConfig,
+    pub uploads: UploadsConfig,
+    pub manifests: ManifestsConfig,
+    pub listing: ListingConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `stowage=debug,info`.
+    pub level: String,
+}
+
+/// `[uploads]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// Upload sessions untouched this long are deleted.
+    #[serde(deserialize_with = "de_duration")]
+    pub purge_after: Duration,
+    /// How often to look for them.
+    #[serde(deserialize_with = "de_duration")]
+    pub purge_interval: Duration,
+}
+
+/// `[manifests]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManifestsConfig {
+    /// Largest manifest accepted, in bytes (larger: 413).
+    pub max_size: u64,
+    /// An index's child manifests must already be in the repository.
+    pub index_children_must_exist: bool,
+    /// URL prefixes allowed in descriptor `urls` (foreign layers).
+    pub foreign_url_allow: Vec<String>,
+}
+
+/// `[listing]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListingConfig {
+    /// Entries per page of tags and catalog when the client gives no `n`.
+    pub page_size: usize,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// Client addresses or CIDR ranges allowed to read `/metrics`; empty allows everyone.
+    pub allow: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "127.0.0.1:5000".into(),
+            data_dir: None,
+            delete_enabled: true,
+            drain_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            log: LogConfig::default(),
+            uploads: UploadsConfig::default(),
+            manifests: ManifestsConfig::default(),
+            listing: ListingConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            purge_after: Duration::from_secs(24 * 3600),
+            purge_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for ManifestsConfig {
+    fn default() -> Self {
+        ManifestsConfig {
+            max_size: 4 * 1024 * 1024,
+            index_children_must_exist: true,
+            foreign_url_allow: vec!["https://".into(), "http://".into()],
+        }
+    }
+}
+
+impl Default for ListingConfig {
+    fn default() -> Self {
+        ListingConfig { page_size: 10_000 }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// Parse `30s`, `10m`, `24h`, `7d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 10m, 24h, 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        "ms" => return Ok(Duration::from_millis(n)),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?}: use ms, s, m, h or d"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// An allowed client range for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parse `10.0.0.0/8`, `::1/128` or a bare address.
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid address {s:?} in metrics.allow"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("invalid prefix in {s:?}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside the range (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Config {
+    /// Parse a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Read and parse a file.
+    pub fn from_file(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Validate values serde cannot.
+    pub fn check(&self) -> Result<(), String> {
+        self.listen_addr()?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(format!(
+                "log.format must be \"text\" or \"json\", not {:?}",
+                self.log.format
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level: {e}"))?;
+        if self.manifests.max_size < 4 * 1024 * 1024 {
+            return Err(
+                "manifests.max_size must be at least 4194304 (4 MiB), as the spec requires".into(),
+            );
+        }
+        if self.listing.page_size == 0 {
+            return Err("listing.page_size must be at least 1".into());
+        }
+        if self.uploads.purge_interval.is_zero() {
+            return Err("uploads.purge_interval must be positive".into());
+        }
+        self.metrics_allow()?;
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen.parse().map_err(|_| {
+            format!(
+                "listen must be ADDRESS:PORT, e.g. 127.0.0.1:5000, not {:?}",
+                self.listen
+            )
+        })
+    }
+
+    /// The parsed metrics allow-list.
+    pub fn metrics_allow(&self) -> Result<Vec<Cidr>, String> {
+        self.metrics.allow.iter().map(|s| Cidr::parse(s)).collect()
+    }
+
+    /// The data directory: configured, or `$XDG_DATA_HOME/stowage`, or
+    /// `$HOME/.local/share/stowage`, or `./stowage-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(x).join("stowage");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(h).join(".local/share/stowage");
+        }
+        PathBuf::from("stowage-data")
+    }
+
+    /// The registry behaviour settings this configuration implies.
+    pub fn registry_settings(&self) -> stowage_registry::Settings {
+        stowage_registry::Settings {
+            delete_enabled: self.delete_enabled,
+            max_manifest_size: self.manifests.max_size,
+            index_children_must_exist: self.manifests.index_children_must_exist,
+            foreign_url_allow: self.manifests.foreign_url_allow.clone(),
+            page_size: self.listing.page_size,
+            max_page_size: self.listing.page_size.max(100_000),
+            upload_purge_after: self.uploads.purge_after.as_secs(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().check().unwrap();
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn full_file() {
+        let c = Config::from_toml(
+            r#"
+listen = "0.0.0.0:5001"
+data_dir = "/tmp/x"
+delete_enabled = false
+drain_timeout = "5s"
+[log]
+format = "json"
+level = "debug"
+[uploads]
+purge_after = "2h"
+purge_interval = "1m"
+[manifests]
+max_size = 8388608
+index_children_must_exist = false
+foreign_url_allow = ["https://mcr.microsoft.com/"]
+[listing]
+page_size = 50
+[metrics]
+enabled = true
+allow = ["127.0.0.1/32", "::1"]
+"#,
+        )
+        .unwrap();
+        assert!(!c.delete_enabled);
+        assert_eq!(c.uploads.purge_after, Duration::from_secs(7200));
+        assert_eq!(c.metrics_allow().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        for bad in [
+            "unknown = 1",
+            "[log]\nformat = \"xml\"",
+            "listen = \"nope\"",
+            "drain_timeout = \"5 years\"",
+            "[manifests]\nmax_size = 1024",
+            "[metrics]\nallow = [\"10.0.0.0/40\"]",
+            "[uploads]\nbogus = true",
+            "listen = [",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_and_cidrs() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("x").is_err());
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    }
+}

@@ -97,7 +97,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Link a blob into a repository (creating both records as needed).
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
     /// Link the blob an upload produced and forget the upload, in one transaction.
-    async fn finish_upload(&self, upload_id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()>;
+    async fn finish_upload(
+        &self,
+        upload_id: &str,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()>;
     /// Remove a blob's link from a repository; false if it was not linked.
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
 
@@ -106,19 +112,39 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Store a manifest and point `tags` at it, in one transaction.
     async fn put_manifest(&self, repo: &str, manifest: NewManifest, tags: &[String]) -> Result<()>;
     /// Look a manifest up by tag.
-    async fn manifest_by_tag(&self, repo: &str, tag: &str, with_body: bool) -> Result<Option<ManifestMeta>>;
+    async fn manifest_by_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+        with_body: bool,
+    ) -> Result<Option<ManifestMeta>>;
     /// Look a manifest up by its pushed digest or its sha256 digest.
-    async fn manifest_by_digest(&self, repo: &str, digest: &Digest, with_body: bool) -> Result<Option<ManifestMeta>>;
+    async fn manifest_by_digest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        with_body: bool,
+    ) -> Result<Option<ManifestMeta>>;
     /// Delete a manifest and every tag pointing at it; None if it did not exist.
     async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<Option<Deleted>>;
     /// Delete a tag; false if it did not exist.
     async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool>;
     /// Tags after `last` in byte order, at most `limit`; None if the repository is unknown.
-    async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>>;
+    async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>>;
     /// Repository names after `last` in byte order, at most `limit`.
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>>;
     /// Manifests in `repo` whose subject is `subject`, optionally filtered by artifact type.
-    async fn referrers(&self, repo: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>>;
 
     /// Record a new upload session.
     async fn create_upload(&self, upload: &Upload) -> Result<()>;

@@ -28,17 +28,36 @@ pub async fn run(store: &dyn MetadataStore) {
     store.link_blob("a", &blob, 4).await.unwrap();
     assert_eq!(store.blob_in_repo("a", &blob).await.unwrap(), Some(4));
     assert_eq!(store.blob_in_repo("b", &blob).await.unwrap(), None);
-    assert_eq!(store.repos_with_blob(&blob, 10).await.unwrap(), vec![("a".to_string(), 4)]);
-    assert_eq!(store.blobs_in_repo("a", std::slice::from_ref(&blob)).await.unwrap(), vec![(blob.clone(), 4)]);
+    assert_eq!(
+        store.repos_with_blob(&blob, 10).await.unwrap(),
+        vec![("a".to_string(), 4)]
+    );
+    assert_eq!(
+        store
+            .blobs_in_repo("a", std::slice::from_ref(&blob))
+            .await
+            .unwrap(),
+        vec![(blob.clone(), 4)]
+    );
 
     // Uploads.
-    let up = Upload { id: "u1".into(), repo: "b".into(), algorithm: Algorithm::Sha512, offset: 0, created: 10, updated: 10 };
+    let up = Upload {
+        id: "u1".into(),
+        repo: "b".into(),
+        algorithm: Algorithm::Sha512,
+        offset: 0,
+        created: 10,
+        updated: 10,
+    };
     store.create_upload(&up).await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap(), Some(up.clone()));
     store.set_upload_offset("u1", 42, 20).await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap().unwrap().offset, 42);
     assert_eq!(store.stale_uploads(15).await.unwrap(), Vec::<String>::new());
-    assert_eq!(store.stale_uploads(25).await.unwrap(), vec!["u1".to_string()]);
+    assert_eq!(
+        store.stale_uploads(25).await.unwrap(),
+        vec!["u1".to_string()]
+    );
     store.finish_upload("u1", "b", &blob, 4).await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap(), None);
     assert_eq!(store.blob_in_repo("b", &blob).await.unwrap(), Some(4));
@@ -48,56 +67,156 @@ pub async fn run(store: &dyn MetadataStore) {
 
     // Manifests and tags, byte order.
     let m1 = manifest("{\"m\":1}", None, None);
-    store.put_manifest("a", m1.clone(), &["b".into(), "B".into(), "a".into(), "10".into(), "9".into()]).await.unwrap();
+    store
+        .put_manifest(
+            "a",
+            m1.clone(),
+            &["b".into(), "B".into(), "a".into(), "10".into(), "9".into()],
+        )
+        .await
+        .unwrap();
     assert_eq!(
         store.list_tags("a", None, 100).await.unwrap().unwrap(),
-        vec!["10", "9", "B", "a", "b"].into_iter().map(String::from).collect::<Vec<_>>()
+        vec!["10", "9", "B", "a", "b"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
     );
-    assert_eq!(store.list_tags("a", Some("9"), 2).await.unwrap().unwrap(), vec!["B".to_string(), "a".to_string()]);
+    assert_eq!(
+        store.list_tags("a", Some("9"), 2).await.unwrap().unwrap(),
+        vec!["B".to_string(), "a".to_string()]
+    );
     assert_eq!(store.list_tags("nope", None, 10).await.unwrap(), None);
-    let got = store.manifest_by_tag("a", "a", true).await.unwrap().unwrap();
+    let got = store
+        .manifest_by_tag("a", "a", true)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.digest, m1.digest);
     assert_eq!(got.body.as_deref(), Some(m1.body.as_slice()));
-    assert_eq!(store.manifest_by_tag("a", "a", false).await.unwrap().unwrap().body, None);
-    assert!(store.manifest_by_digest("a", &m1.digest, false).await.unwrap().is_some());
-    assert!(store.manifest_by_digest("b", &m1.digest, false).await.unwrap().is_none());
-    assert_eq!(store.manifests_in_repo("a", std::slice::from_ref(&m1.digest)).await.unwrap(), vec![m1.digest.clone()]);
+    assert_eq!(
+        store
+            .manifest_by_tag("a", "a", false)
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        None
+    );
+    assert!(
+        store
+            .manifest_by_digest("a", &m1.digest, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .manifest_by_digest("b", &m1.digest, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .manifests_in_repo("a", std::slice::from_ref(&m1.digest))
+            .await
+            .unwrap(),
+        vec![m1.digest.clone()]
+    );
 
     // sha512-pushed manifests are reachable by sha256.
     let body = b"{\"m\":512}";
     let mut m2 = manifest("{\"m\":512}", None, None);
     m2.digest = Digest::of(Algorithm::Sha512, body);
     store.put_manifest("a", m2.clone(), &[]).await.unwrap();
-    let by256 = store.manifest_by_digest("a", &m2.sha256, false).await.unwrap().unwrap();
+    let by256 = store
+        .manifest_by_digest("a", &m2.sha256, false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by256.digest, m2.sha256);
-    assert!(store.manifest_by_digest("a", &m2.digest, false).await.unwrap().is_some());
+    assert!(
+        store
+            .manifest_by_digest("a", &m2.digest, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // Tag delete keeps the manifest; manifest delete takes its tags.
     assert!(store.delete_tag("a", "b").await.unwrap());
     assert!(!store.delete_tag("a", "b").await.unwrap());
-    assert!(store.manifest_by_digest("a", &m1.digest, false).await.unwrap().is_some());
-    let del = store.delete_manifest("a", &m1.digest).await.unwrap().unwrap();
+    assert!(
+        store
+            .manifest_by_digest("a", &m1.digest, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let del = store
+        .delete_manifest("a", &m1.digest)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(del.tags, vec!["10", "9", "B", "a"]);
-    assert!(store.manifest_by_digest("a", &m1.digest, false).await.unwrap().is_none());
+    assert!(
+        store
+            .manifest_by_digest("a", &m1.digest, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.delete_manifest("a", &m1.digest).await.unwrap(), None);
     assert_eq!(store.list_tags("a", None, 10).await.unwrap(), Some(vec![]));
 
     // Referrers.
     let subject = Digest::of(Algorithm::Sha256, b"subject");
-    store.put_manifest("a", manifest("{\"r\":1}", Some(&subject), Some("x/sig")), &[]).await.unwrap();
-    store.put_manifest("a", manifest("{\"r\":2}", Some(&subject), Some("x/sbom")), &[]).await.unwrap();
+    store
+        .put_manifest(
+            "a",
+            manifest("{\"r\":1}", Some(&subject), Some("x/sig")),
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .put_manifest(
+            "a",
+            manifest("{\"r\":2}", Some(&subject), Some("x/sbom")),
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(store.referrers("a", &subject, None).await.unwrap().len(), 2);
     let sig = store.referrers("a", &subject, Some("x/sig")).await.unwrap();
     assert_eq!(sig.len(), 1);
     assert_eq!(sig[0].annotations.as_deref(), Some(r#"{"k":"v"}"#));
-    assert!(store.referrers("b", &subject, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .referrers("b", &subject, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Catalog.
-    assert_eq!(store.list_repos(None, 10).await.unwrap(), vec!["a".to_string(), "b".to_string()]);
-    assert_eq!(store.list_repos(Some("a"), 10).await.unwrap(), vec!["b".to_string()]);
+    assert_eq!(
+        store.list_repos(None, 10).await.unwrap(),
+        vec!["a".to_string(), "b".to_string()]
+    );
+    assert_eq!(
+        store.list_repos(Some("a"), 10).await.unwrap(),
+        vec!["b".to_string()]
+    );
 
     // Concurrent writes share commits and all land.
-    let digests: Vec<Digest> = (0..64).map(|i| Digest::of(Algorithm::Sha256, format!("c{i}").as_bytes())).collect();
-    futures_util::future::join_all(digests.iter().map(|d| store.link_blob("c", d, 2))).await.into_iter().for_each(|r| r.unwrap());
+    let digests: Vec<Digest> = (0..64)
+        .map(|i| Digest::of(Algorithm::Sha256, format!("c{i}").as_bytes()))
+        .collect();
+    futures_util::future::join_all(digests.iter().map(|d| store.link_blob("c", d, 2)))
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
     assert_eq!(store.blobs_in_repo("c", &digests).await.unwrap().len(), 64);
 }

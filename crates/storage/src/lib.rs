@@ -68,7 +68,8 @@ pub trait BlobStore: Send + Sync + 'static {
     fn preferred_chunk_size(&self) -> u64;
 
     /// Stream `len` bytes of a blob starting at `start`.
-    async fn read(&self, digest: &Digest, start: u64, len: u64) -> Result<ByteStream, StorageError>;
+    async fn read(&self, digest: &Digest, start: u64, len: u64)
+    -> Result<ByteStream, StorageError>;
 
     /// The stored size of a blob, if present.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
@@ -91,7 +92,12 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Rebuild the hash of the first `len` bytes of an upload (after a restart, or for a digest
     /// of another algorithm than the session's).
-    async fn upload_rehash(&self, id: &str, len: u64, algorithm: Algorithm) -> Result<Hasher, StorageError>;
+    async fn upload_rehash(
+        &self,
+        id: &str,
+        len: u64,
+        algorithm: Algorithm,
+    ) -> Result<Hasher, StorageError>;
 
     /// Make upload `id` (already verified to hash to `digest`) visible at that digest: fsync the
     /// data, rename it into place and fsync the directory. Idempotent for identical content.

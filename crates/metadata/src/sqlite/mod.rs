@@ -52,7 +52,11 @@ impl SqliteStore {
             .name("stowage-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, observer))
             .map_err(|e| MetadataError::Backend(e.to_string()))?;
-        Ok(SqliteStore { path: path.to_path_buf(), writer: tx, readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
     }
 
     /// Run a write in the next group commit; resolves once it is durable.
@@ -77,8 +81,11 @@ impl SqliteStore {
             });
             (ok, done)
         });
-        self.writer.send(job).map_err(|_| MetadataError::Backend("writer thread stopped".into()))?;
-        rx.await.map_err(|_| MetadataError::Backend("writer thread stopped".into()))?
+        self.writer
+            .send(job)
+            .map_err(|_| MetadataError::Backend("writer thread stopped".into()))?;
+        rx.await
+            .map_err(|_| MetadataError::Backend("writer thread stopped".into()))?
     }
 
     /// Run a read on a pooled reader connection.
@@ -107,7 +114,11 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, observer: Option<OpObserver>) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    observer: Option<OpObserver>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -141,7 +152,9 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, observer:
         if result.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         } else if let Some(o) = &observer {
-            o(Op::Commit { what: format!("{} writes", completions.len()) });
+            o(Op::Commit {
+                what: format!("{} writes", completions.len()),
+            });
         }
         for c in completions {
             c(result.clone());

@@ -10,18 +10,23 @@ use super::SqliteStore;
 use crate::{Deleted, ManifestMeta, MetadataStore, NewManifest, Referrer, Result, Upload};
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn repo_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT id FROM repos WHERE name = ?1")?.query_row([name], |r| r.get(0)).optional()
+    conn.prepare_cached("SELECT id FROM repos WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()
 }
 
 fn ensure_repo(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     if let Some(id) = repo_id(conn, name)? {
         return Ok(id);
     }
-    conn.prepare_cached("INSERT INTO repos (name, created) VALUES (?1, ?2)")?.execute(params![name, now()])?;
+    conn.prepare_cached("INSERT INTO repos (name, created) VALUES (?1, ?2)")?
+        .execute(params![name, now()])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -36,8 +41,10 @@ fn link(conn: &Connection, repo: &str, digest: &str, size: u64) -> rusqlite::Res
     let t = now();
     conn.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, created) VALUES (?1, ?2, ?3)")?
         .execute(params![digest, size as i64, t])?;
-    conn.prepare_cached("INSERT OR IGNORE INTO repo_blobs (repo_id, digest, created) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, digest, t])?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO repo_blobs (repo_id, digest, created) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![id, digest, t])?;
     Ok(())
 }
 
@@ -97,11 +104,18 @@ impl MetadataStore for SqliteStore {
         self.write(move |c| link(c, &repo, &digest, size)).await
     }
 
-    async fn finish_upload(&self, upload_id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+    async fn finish_upload(
+        &self,
+        upload_id: &str,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
         let (id, repo, digest) = (upload_id.to_string(), repo.to_string(), digest.to_string());
         self.write(move |c| {
             link(c, &repo, &digest, size)?;
-            c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+                .execute([id])?;
             Ok(())
         })
         .await
@@ -110,8 +124,14 @@ impl MetadataStore for SqliteStore {
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let (repo, digest) = (repo.to_string(), digest.to_string());
         self.write(move |c| {
-            let Some(id) = repo_id(c, &repo)? else { return Ok(false) };
-            Ok(c.prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?.execute(params![id, digest])? > 0)
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(false);
+            };
+            Ok(
+                c.prepare_cached("DELETE FROM repo_blobs WHERE repo_id = ?1 AND digest = ?2")?
+                    .execute(params![id, digest])?
+                    > 0,
+            )
         })
         .await
     }
@@ -174,7 +194,12 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn manifest_by_tag(&self, repo: &str, tag: &str, with_body: bool) -> Result<Option<ManifestMeta>> {
+    async fn manifest_by_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+        with_body: bool,
+    ) -> Result<Option<ManifestMeta>> {
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.read(move |c| {
             let sql = if with_body {
@@ -198,7 +223,12 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn manifest_by_digest(&self, repo: &str, digest: &Digest, with_body: bool) -> Result<Option<ManifestMeta>> {
+    async fn manifest_by_digest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        with_body: bool,
+    ) -> Result<Option<ManifestMeta>> {
         let (repo, d) = (repo.to_string(), digest.clone());
         self.read(move |c| {
             let sql = if with_body {
@@ -252,17 +282,32 @@ impl MetadataStore for SqliteStore {
     async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.write(move |c| {
-            let Some(id) = repo_id(c, &repo)? else { return Ok(false) };
-            Ok(c.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?.execute(params![id, tag])? > 0)
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(false);
+            };
+            Ok(
+                c.prepare_cached("DELETE FROM tags WHERE repo_id = ?1 AND name = ?2")?
+                    .execute(params![id, tag])?
+                    > 0,
+            )
         })
         .await
     }
 
-    async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>> {
+    async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>> {
         let (repo, last) = (repo.to_string(), last.unwrap_or("").to_string());
         self.read(move |c| {
-            let Some(id) = repo_id(c, &repo)? else { return Ok(None) };
-            let mut stmt = c.prepare_cached("SELECT name FROM tags WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3")?;
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(None);
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT name FROM tags WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+            )?;
             let rows = stmt.query_map(params![id, last, limit as i64], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<Vec<String>>>().map(Some)
         })
@@ -272,15 +317,25 @@ impl MetadataStore for SqliteStore {
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
         let last = last.unwrap_or("").to_string();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+            let mut stmt =
+                c.prepare_cached("SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2")?;
             let rows = stmt.query_map(params![last, limit as i64], |r| r.get(0))?;
             rows.collect()
         })
         .await
     }
 
-    async fn referrers(&self, repo: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
-        let (repo, subject, at) = (repo.to_string(), subject.to_string(), artifact_type.map(str::to_string));
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let (repo, subject, at) = (
+            repo.to_string(),
+            subject.to_string(),
+            artifact_type.map(str::to_string),
+        );
         self.read(move |c| {
             let Some(id) = repo_id(c, &repo)? else { return Ok(Vec::new()) };
             let mut stmt = c.prepare_cached(
@@ -348,7 +403,8 @@ impl MetadataStore for SqliteStore {
     async fn delete_upload(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.write(move |c| {
-            c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?.execute([id])?;
+            c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+                .execute([id])?;
             Ok(())
         })
         .await

@@ -55,12 +55,12 @@ fn range_header(offset: u64) -> String {
 impl Registry {
     /// Handle `POST /v2/<name>/blobs/uploads/`.
     pub async fn upload_start(&self, repo: &RepoName, req: StartRequest) -> Result<Started> {
-        if let Some(mount) = &req.mount {
-            if self.blob_mount(repo, mount, req.from.as_ref()).await? {
-                return Ok(Started::Mounted {
-                    digest: mount.clone(),
-                });
-            }
+        if let Some(mount) = &req.mount
+            && self.blob_mount(repo, mount, req.from.as_ref()).await?
+        {
+            return Ok(Started::Mounted {
+                digest: mount.clone(),
+            });
         }
         if let (Some(digest), Some(body)) = (req.digest, req.body) {
             let id = new_upload_id()?;

@@ -102,10 +102,7 @@ pub(crate) fn empty(status: u16, headers: &[(&str, String)]) -> Response<Body> {
 }
 
 /// A header as a string, if present and valid.
-pub(crate) fn header_str<'a>(
-    h: &'a HeaderMap,
-    name: impl axum::http::header::AsHeaderName,
-) -> Option<&'a str> {
+pub(crate) fn header_str(h: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -107,8 +107,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Remove a blob's link from a repository; false if it was not linked.
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
 
-    /// Which of `digests` are manifests in `repo`.
-    async fn manifests_in_repo(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>>;
+    /// Those of `digests` that are manifests in `repo`, with their sizes.
+    async fn manifests_in_repo(&self, repo: &str, digests: &[Digest])
+    -> Result<Vec<(Digest, u64)>>;
     /// Store a manifest and point `tags` at it, in one transaction.
     async fn put_manifest(&self, repo: &str, manifest: NewManifest, tags: &[String]) -> Result<()>;
     /// Look a manifest up by tag.

@@ -122,7 +122,7 @@ pub async fn run(store: &dyn MetadataStore) {
             .manifests_in_repo("a", std::slice::from_ref(&m1.digest))
             .await
             .unwrap(),
-        vec![m1.digest.clone()]
+        vec![(m1.digest.clone(), m1.body.len() as u64)]
     );
 
     // sha512-pushed manifests are reachable by sha256.

@@ -153,16 +153,29 @@ impl Registry {
                 let children: Vec<Digest> =
                     parsed.manifests.iter().map(|d| d.digest.clone()).collect();
                 if self.settings.index_children_must_exist {
-                    let found = self
+                    let found: BTreeMap<Digest, u64> = self
                         .meta
                         .manifests_in_repo(repo.as_str(), &children)
-                        .await?;
-                    if let Some(missing) = children.iter().find(|c| !found.contains(c)) {
-                        return Err(Error::new(
-                            ErrorCode::ManifestBlobUnknown,
-                            "index references a manifest unknown to this repository",
-                        )
-                        .detail(serde_json::json!({ "digest": missing.to_string() })));
+                        .await?
+                        .into_iter()
+                        .collect();
+                    for d in &parsed.manifests {
+                        match found.get(&d.digest) {
+                            None => {
+                                return Err(Error::new(
+                                    ErrorCode::ManifestBlobUnknown,
+                                    "index references a manifest unknown to this repository",
+                                )
+                                .detail(serde_json::json!({ "digest": d.digest.to_string() })));
+                            }
+                            Some(&size) if size != d.size => {
+                                return Err(invalid(format!(
+                                    "descriptor for {} states size {} but the manifest has {size} bytes",
+                                    d.digest, d.size
+                                )));
+                            }
+                            Some(_) => {}
+                        }
                     }
                 }
                 Ok(children)

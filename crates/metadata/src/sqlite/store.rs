@@ -136,16 +136,23 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn manifests_in_repo(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
+    async fn manifests_in_repo(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<(Digest, u64)>> {
         let (repo, wanted) = (repo.to_string(), digest_strings(digests));
         self.read(move |c| {
-            let Some(id) = repo_id(c, &repo)? else { return Ok(Vec::new()) };
-            let mut stmt =
-                c.prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND (digest = ?2 OR sha256 = ?2) LIMIT 1")?;
+            let Some(id) = repo_id(c, &repo)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT size FROM manifests WHERE repo_id = ?1 AND (digest = ?2 OR sha256 = ?2) LIMIT 1",
+            )?;
             let mut out = Vec::new();
             for d in wanted {
-                if stmt.exists(params![id, d])? {
-                    out.push(parse_digest(d)?);
+                if let Some(size) = stmt.query_row(params![id, d], |r| r.get::<_, i64>(0)).optional()? {
+                    out.push((parse_digest(d)?, size as u64));
                 }
             }
             Ok(out)

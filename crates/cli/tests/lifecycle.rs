@@ -1,0 +1,200 @@
+//! The server's life cycle as an operator sees it: start-up output, configuration through file,
+//! environment and flags, `config check`, and graceful shutdown on SIGTERM (in-flight requests
+//! finish, the drain is bounded, the exit code is 0).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stowage_oci::{Algorithm, Digest};
+use stowage_testkit::server::Server;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stowage"))
+}
+
+/// A request body that sends `parts` with a pause before each, so the request is in flight.
+fn slow_body(parts: Vec<Vec<u8>>, pause: Duration) -> reqwest::Body {
+    let stream = futures_util::stream::unfold(parts.into_iter(), move |mut it| async move {
+        tokio::time::sleep(pause).await;
+        it.next().map(|p| (Ok::<_, std::io::Error>(p), it))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_uploads_finish_and_exits_zero() {
+    let mut server = Server::spawn(&bin(), &[]);
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/v2/life/blobs/uploads/", server.url))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let parts: Vec<Vec<u8>> = (0..5).map(|i| vec![i as u8; 10_000]).collect();
+    let all: Vec<u8> = parts.concat();
+    let url = format!("{}{loc}", server.url);
+    let patch = tokio::spawn(async move {
+        reqwest::Client::new()
+            .patch(url)
+            .body(slow_body(parts, Duration::from_millis(300)))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = server.pid().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let resp = patch.await.unwrap().expect("in-flight PATCH completed");
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        resp.headers()["range"],
+        format!("0-{}", all.len() - 1).as_str()
+    );
+    assert_eq!(server.terminate(), Some(0));
+    // The acknowledged bytes survive: restart on the same data and finish the upload.
+    let mut tmp_holder = server;
+    let _keep = tmp_holder.take_tempdir();
+    let again = Server::spawn_with_data(&bin(), &tmp_holder.data_dir, &[]);
+    let d = Digest::of(Algorithm::Sha256, &all);
+    let r = c
+        .put(format!("{}{loc}?digest={d}", again.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_is_bounded_by_drain_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "drain_timeout = \"1s\"\nbody_idle_timeout = \"60s\"\n",
+    )
+    .unwrap();
+    let mut server = Server::spawn(&bin(), &["--config", cfg.to_str().unwrap()]);
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/v2/life/blobs/uploads/", server.url))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    // A body that stalls for far longer than the drain timeout.
+    let url = format!("{}{loc}", server.url);
+    let _stalled = tokio::spawn(async move {
+        let parts = vec![vec![1u8; 100], vec![2u8; 100]];
+        reqwest::Client::new()
+            .patch(url)
+            .body(slow_body(parts, Duration::from_secs(30)))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown took {took:?} despite drain_timeout = 1s"
+    );
+}
+
+#[test]
+fn config_file_environment_and_flags_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let file_data = dir.path().join("from-file");
+    let env_data = dir.path().join("from-env");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"{}\"\n",
+            file_data.display()
+        ),
+    )
+    .unwrap();
+    // The file says port 1 and file_data; the environment overrides both.
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .env("STOWAGE_CONFIG", &cfg)
+        .env("STOWAGE_LISTEN", "127.0.0.1:0")
+        .env("STOWAGE_DATA", &env_data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("stowage listening on http://127.0.0.1:"),
+        "{first}"
+    );
+    assert!(!first.ends_with(":1"), "{first}");
+    assert_eq!(second, format!("data directory: {}", env_data.display()));
+    assert!(env_data.join("metadata.db").exists());
+    assert!(!file_data.exists());
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn config_check_accepts_good_and_rejects_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "listen = \"0.0.0.0:5000\"\n[manifests]\nmax_size = 8388608\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[manifests]\nmax_sise = 1\n").unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_sise"),
+        "error should name the unknown key: {err}"
+    );
+    let out = Command::new(bin())
+        .args(["config", "check", "/nonexistent/stowage.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn bad_flags_fail_with_a_message() {
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+}

@@ -67,6 +67,9 @@ pub struct Registry {
     /// Running hash state per upload id, valid at the stored offset. Taken out while a request
     /// works on the upload, so two requests never share one state.
     pub(crate) hashers: Mutex<HashMap<String, (u64, Hasher)>>,
+    /// Upload ids a request is writing right now: a second concurrent writer is refused
+    /// instead of interleaving bytes at the same offset.
+    pub(crate) busy: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Registry {
@@ -81,6 +84,7 @@ impl Registry {
             meta,
             settings,
             hashers: Mutex::new(HashMap::new()),
+            busy: Arc::new(Mutex::new(std::collections::HashSet::new())),
         }
     }
 

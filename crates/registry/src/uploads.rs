@@ -40,6 +40,33 @@ pub struct ChunkRange {
     pub end: u64,
 }
 
+/// Marks an upload as being written; released on drop, whatever way the request ends.
+struct BusyGuard {
+    set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl BusyGuard {
+    fn take(reg: &Registry, id: &str) -> Result<BusyGuard> {
+        if !reg.busy.lock().expect("busy set").insert(id.to_string()) {
+            return Err(Error::new(
+                ErrorCode::BlobUploadInvalid,
+                "another request is writing to this upload; wait for it to finish, then resume",
+            ));
+        }
+        Ok(BusyGuard {
+            set: reg.busy.clone(),
+            id: id.to_string(),
+        })
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.set.lock().expect("busy set").remove(&self.id);
+    }
+}
+
 /// 128 random bits as lowercase hex: unguessable and path-safe.
 fn new_upload_id() -> Result<String> {
     let mut b = [0u8; 16];
@@ -148,6 +175,7 @@ impl Registry {
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
+        let _busy = BusyGuard::take(self, id)?;
         let up = self.session(repo, id).await?;
         Self::check_range(&up, range, content_length)?;
         let hasher = self.hasher_at(&up, up.algorithm).await?;
@@ -191,6 +219,7 @@ impl Registry {
         content_length: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<()> {
+        let _busy = BusyGuard::take(self, id)?;
         let up = self.session(repo, id).await?;
         Self::check_range(&up, range, content_length)?;
         let hasher = self.hasher_at(&up, up.algorithm).await?;
@@ -272,5 +301,102 @@ impl Registry {
             }
         }
         Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use stowage_metadata::sqlite::SqliteStore;
+    use stowage_storage::fs::FsBlobStore;
+
+    use super::*;
+    use crate::Settings;
+
+    fn registry(dir: &std::path::Path) -> Registry {
+        let blobs = FsBlobStore::open(dir).unwrap();
+        let meta = SqliteStore::open(&dir.join("m.db")).unwrap();
+        Registry::new(Arc::new(blobs), Arc::new(meta), Settings::default())
+    }
+
+    fn start() -> StartRequest {
+        StartRequest {
+            digest: None,
+            mount: None,
+            from: None,
+            algorithm: None,
+            body: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_writers_to_one_upload_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Arc::new(registry(dir.path()));
+        let repo = RepoName::parse("r").unwrap();
+        let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
+            panic!()
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+        let body: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        let (r2, repo2, id2) = (reg.clone(), repo.clone(), id.clone());
+        let first =
+            tokio::spawn(async move { r2.upload_patch(&repo2, &id2, None, None, body).await });
+        tx.send(Ok(Bytes::from_static(b"abc"))).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let second: ByteStream =
+            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"zzz"))]));
+        let err = reg
+            .upload_patch(&repo, &id, None, None, second)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::BlobUploadInvalid);
+        drop(tx);
+        assert_eq!(first.await.unwrap().unwrap(), 3);
+        // Released: the next writer proceeds from the acknowledged offset.
+        let third: ByteStream =
+            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"def"))]));
+        assert_eq!(
+            reg.upload_patch(&repo, &id, None, None, third)
+                .await
+                .unwrap(),
+            6
+        );
+        let d = Digest::of(Algorithm::Sha256, b"abcdef");
+        reg.upload_finish(&repo, &id, &d, None, None, None)
+            .await
+            .unwrap();
+        assert_eq!(reg.blob_size(&repo, &d).await.unwrap(), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn rehash_after_losing_memory_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoName::parse("r").unwrap();
+        let id = {
+            let reg = registry(dir.path());
+            let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
+                panic!()
+            };
+            let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+                b"hello ",
+            ))]));
+            reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
+            id
+        };
+        // A new registry instance (restart, or another server) has no hash state in memory.
+        let reg = registry(dir.path());
+        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+            b"world",
+        ))]));
+        let d = Digest::of(Algorithm::Sha256, b"hello world");
+        reg.upload_finish(&repo, &id, &d, None, None, Some(b))
+            .await
+            .unwrap();
+        assert_eq!(reg.blob_size(&repo, &d).await.unwrap(), 11);
     }
 }

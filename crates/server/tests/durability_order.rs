@@ -19,15 +19,26 @@ struct Harness {
 
 async fn start() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config { data_dir: Some(dir.path().to_path_buf()), ..Config::default() };
+    let config = Config {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    };
     let log = Arc::new(Mutex::new(Vec::new()));
     let l2 = log.clone();
-    let registry = open_registry(&config, Some(Arc::new(move |op| l2.lock().unwrap().push(op)))).unwrap();
+    let registry = open_registry(
+        &config,
+        Some(Arc::new(move |op| l2.lock().unwrap().push(op))),
+    )
+    .unwrap();
     let app = router(app_state(&config, registry).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Harness { url, log, _dir: dir }
+    Harness {
+        url,
+        log,
+        _dir: dir,
+    }
 }
 
 /// Take the log, reduced to operation kinds (for readable assertions).
@@ -47,10 +58,27 @@ fn kinds(log: &Mutex<Vec<Op>>) -> Vec<&'static str> {
 
 /// Assert `seq` ends with the durable publish order and everything it needs came before.
 fn assert_publish_order(seq: &[&str]) {
-    let pos = |k: &str| seq.iter().rposition(|x| *x == k).unwrap_or_else(|| panic!("no {k} in {seq:?}"));
-    let (w, f, r, d, c) = (pos("write"), pos("fsync"), pos("rename"), pos("dirsync"), pos("commit"));
-    assert!(w < f && f < r && r < d && d < c, "operations out of order: {seq:?}");
-    assert_eq!(seq.last(), Some(&"commit"), "nothing may follow the commit before the 2xx: {seq:?}");
+    let pos = |k: &str| {
+        seq.iter()
+            .rposition(|x| *x == k)
+            .unwrap_or_else(|| panic!("no {k} in {seq:?}"))
+    };
+    let (w, f, r, d, c) = (
+        pos("write"),
+        pos("fsync"),
+        pos("rename"),
+        pos("dirsync"),
+        pos("commit"),
+    );
+    assert!(
+        w < f && f < r && r < d && d < c,
+        "operations out of order: {seq:?}"
+    );
+    assert_eq!(
+        seq.last(),
+        Some(&"commit"),
+        "nothing may follow the commit before the 2xx: {seq:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,11 +87,20 @@ async fn monolithic_push_is_durable_before_201() {
     let c = reqwest::Client::new();
     let data = vec![7u8; 300_000];
     let d = Digest::of(Algorithm::Sha256, &data);
-    let r = c.post(format!("{}/v2/t/blobs/uploads/", h.url)).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v2/t/blobs/uploads/", h.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     kinds(&h.log);
-    let r = c.put(format!("{}{loc}?digest={d}", h.url)).body(data).send().await.unwrap();
+    let r = c
+        .put(format!("{}{loc}?digest={d}", h.url))
+        .body(data)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_publish_order(&kinds(&h.log));
 }
@@ -74,7 +111,12 @@ async fn single_post_push_is_durable_before_201() {
     let c = reqwest::Client::new();
     let data = b"single post body".to_vec();
     let d = Digest::of(Algorithm::Sha256, &data);
-    let r = c.post(format!("{}/v2/t/blobs/uploads/?digest={d}", h.url)).body(data).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v2/t/blobs/uploads/?digest={d}", h.url))
+        .body(data)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_publish_order(&kinds(&h.log));
 }
@@ -85,7 +127,11 @@ async fn chunked_push_acknowledges_only_durable_chunks() {
     let c = reqwest::Client::new();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let d = Digest::of(Algorithm::Sha256, &data);
-    let r = c.post(format!("{}/v2/t/blobs/uploads/", h.url)).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v2/t/blobs/uploads/", h.url))
+        .send()
+        .await
+        .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     kinds(&h.log);
     let r = c
@@ -115,7 +161,11 @@ async fn manifest_push_commits_before_201() {
     let c = reqwest::Client::new();
     let cfg = b"{}".to_vec();
     let cd = Digest::of(Algorithm::Sha256, &cfg);
-    c.post(format!("{}/v2/t/blobs/uploads/?digest={cd}", h.url)).body(cfg).send().await.unwrap();
+    c.post(format!("{}/v2/t/blobs/uploads/?digest={cd}", h.url))
+        .body(cfg)
+        .send()
+        .await
+        .unwrap();
     kinds(&h.log);
     let m = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#

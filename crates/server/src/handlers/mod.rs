@@ -102,7 +102,10 @@ pub(crate) fn empty(status: u16, headers: &[(&str, String)]) -> Response<Body> {
 }
 
 /// A header as a string, if present and valid.
-pub(crate) fn header_str(h: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
+pub(crate) fn header_str(
+    h: &HeaderMap,
+    name: impl axum::http::header::AsHeaderName,
+) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 

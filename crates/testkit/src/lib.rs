@@ -1,0 +1,17 @@
+//! Dev-only test support shared by the integration, conformance and interop tests.
+//!
+//! Owns: starting a real `stowage` server process on a free loopback port (`server`), the
+//! reference registry for comparison (`distribution`) and the choice between them (`target`);
+//! building small but real container images and OCI layouts (`image`); and driving real
+//! clients (`skopeo`, `podman`, `containerd`, via `tools` and the tiny `http` client). It must
+//! never be a dependency of production code.
+
+pub mod containerd;
+pub mod distribution;
+pub mod http;
+pub mod image;
+pub mod podman;
+pub mod server;
+pub mod skopeo;
+pub mod target;
+pub mod tools;

@@ -1,0 +1,132 @@
+//! Running external client tools (skopeo, podman, ctr, python) from tests.
+//!
+//! Owns: finding a required tool on PATH (a missing tool is a test failure, never a skip: CI
+//! installs them all), running a command with a deadline, and panicking with the full command
+//! line, exit status, stdout and stderr when it fails, so a red test explains itself.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one client command may take before it is killed and the test fails.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Absolute path of `name` on PATH; panics (failing the test) if it is not installed.
+pub fn require_tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| {
+        panic!(
+            "required tool `{name}` is not on PATH; `.ci/run` installs it (see its apt/pip steps)"
+        )
+    })
+}
+
+/// Absolute path of `name` on PATH, if present.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The result of a finished command.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The command line, for messages.
+    pub command: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panic with everything we know unless the command succeeded.
+    pub fn ok(self) -> Output {
+        if !self.success() {
+            panic!("{}", self.describe("command failed"));
+        }
+        self
+    }
+
+    pub fn describe(&self, what: &str) -> String {
+        format!(
+            "{what}: {}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            self.status,
+            tail(&self.stdout),
+            tail(&self.stderr)
+        )
+    }
+}
+
+/// Keep failure messages readable: debug logs of a client can be megabytes.
+fn tail(s: &str) -> &str {
+    const MAX: usize = 20_000;
+    if s.len() <= MAX {
+        return s;
+    }
+    let mut start = s.len() - MAX;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// Run `cmd` to completion (stdin closed) within `timeout`; never panics on a non-zero exit.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let command = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let s = child.wait().expect("wait after kill");
+            let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+            panic!(
+                "timed out after {timeout:?} ({s}): {command}\n--- stderr ---\n{}",
+                tail(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
+        command,
+    }
+}
+
+/// Run `cmd` with [`DEFAULT_TIMEOUT`]; panics unless it exits 0. Returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    run_with_timeout(cmd, DEFAULT_TIMEOUT).ok()
+}
+
+/// Run `cmd` with [`DEFAULT_TIMEOUT`], whatever its exit status.
+pub fn try_run(cmd: &mut Command) -> Output {
+    run_with_timeout(cmd, DEFAULT_TIMEOUT)
+}

@@ -55,6 +55,9 @@ async fn follow(reg: &Reg, first: &str, key: &str, link_prefix: &str, page: usiz
     all
 }
 
+/// Spec: "If the list is not empty, the tags **MUST** be sorted in lexical ... or
+/// “ASCIIbetical” order"; issue: "tags sorted in byte (ASCII) order (e.g. "B" < "a" < "b";
+/// "1" < "10" < "9")". The response carries `name` and `tags`.
 #[tokio::test]
 async fn tags_sorted_in_byte_order() {
     let reg = Reg::start();
@@ -74,6 +77,9 @@ async fn tags_sorted_in_byte_order() {
     );
 }
 
+/// Spec: "It **returns up to `<int>` tags** ... If more tags are available, the registry
+/// **may** include a `Link` header (RFC5988) with `rel="next"`"; issue: "`n`/`last` pagination
+/// with RFC 5988 `Link: </v2/<name>/tags/list?n=..&last=..>; rel="next"`".
 #[tokio::test]
 async fn tags_paginate_with_n_and_link() {
     let reg = Reg::start();

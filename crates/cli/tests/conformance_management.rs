@@ -14,6 +14,9 @@ mod common;
 
 use common::*;
 
+/// Spec: "Once deleted, a `GET` to `/v2/<name>/manifests/<digest>` and any tag pointing to that
+/// digest will return a 404"; issue: "delete a manifest by digest (202; every tag pointing at it
+/// goes too)".
 #[tokio::test]
 async fn delete_manifest_by_digest_removes_its_tags() {
     let reg = Reg::start();
@@ -43,6 +46,9 @@ async fn delete_manifest_by_digest_removes_its_tags() {
     assert_eq!(reg.tags("mgmt/m").await, ["t3"]);
 }
 
+/// Spec: "To delete a tag ... Upon success, the registry MUST respond with a `202 Accepted`
+/// code ... Once deleted, a `GET` to `/v2/<name>/manifests/<tag>` will return a 404"; issue:
+/// "delete a tag (202; the manifest stays reachable by digest)".
 #[tokio::test]
 async fn delete_tag_keeps_manifest() {
     let reg = Reg::start();
@@ -63,6 +69,9 @@ async fn delete_tag_keeps_manifest() {
     assert_eq!(reg.tags("mgmt/t").await, ["t2"]);
 }
 
+/// Spec: blob DELETE "Upon success, the registry MUST respond with code `202 Accepted`. If the
+/// blob is not found, a `404 Not Found` code MUST be returned"; issue: "delete a blob from a
+/// repository (202, then 404)" - only from that repository.
 #[tokio::test]
 async fn delete_blob() {
     let reg = Reg::start();
@@ -192,4 +201,50 @@ async fn repush_after_delete() {
         .await
         .expect_status(200)
         .expect_header("docker-content-digest", &img.digest);
+}
+
+/// A manifest reachable by two digests (pushed by sha512, also addressable by sha256) is one
+/// manifest: deleting it by either digest removes both addresses and its tags.
+#[tokio::test]
+async fn delete_manifest_with_two_digests() {
+    let reg = Reg::start();
+    let config = unique_config();
+    reg.push_blob("mgmt/two", &config).await;
+    let manifest = image_manifest(&descriptor(OCI_CONFIG, &config), &[]);
+    let d512 = sha512_digest(&manifest);
+    let d256 = sha256_digest(&manifest);
+    let r = reg
+        .put_manifest(
+            "mgmt/two",
+            &format!("{d512}?tag=t"),
+            OCI_MANIFEST,
+            &manifest,
+        )
+        .await;
+    r.expect_status(201);
+    reg.delete(&format!("/v2/mgmt/two/manifests/{d256}"))
+        .await
+        .expect_status(202);
+    for reference in [d512.as_str(), d256.as_str(), "t"] {
+        reg.get_manifest("mgmt/two", reference)
+            .await
+            .expect_error(404, "MANIFEST_UNKNOWN");
+    }
+}
+
+/// A blob deleted from a repository can be pushed there again and is served again.
+#[tokio::test]
+async fn repush_blob_after_delete() {
+    let reg = Reg::start();
+    let data = random_bytes(123);
+    let digest = reg.push_blob("mgmt/blob-again", &data).await;
+    reg.delete(&format!("/v2/mgmt/blob-again/blobs/{digest}"))
+        .await
+        .expect_status(202);
+    reg.push_blob("mgmt/blob-again", &data).await;
+    let r = reg
+        .get(&format!("/v2/mgmt/blob-again/blobs/{digest}"))
+        .await;
+    r.expect_status(200);
+    assert!(r.body == data);
 }

@@ -357,6 +357,18 @@ async fn docker_references_must_exist() {
         .put_manifest("ref/dlist", "multi", DOCKER_LIST, &list)
         .await;
     r.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+
+    // And a Docker schema 2 manifest whose layer was never pushed.
+    let config = unique_config();
+    reg.push_blob("ref/dlist", &config).await;
+    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": descriptor(DOCKER_CONFIG, &config),
+        "layers": [descriptor(DOCKER_LAYER, b"never pushed")]}))
+    .unwrap();
+    let r = reg
+        .put_manifest("ref/dlist", "single", DOCKER_MANIFEST, &manifest)
+        .await;
+    r.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
 }
 
 /// Re-pushing an existing manifest by digest with `?tag=` adds the tags (idempotent PUT).

@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 
+/// Issue: "`/healthz` and `/readyz` 200".
 #[tokio::test]
 async fn health_and_readiness() {
     let reg = Reg::start();
@@ -26,6 +27,8 @@ async fn api_version_header_on_ops_endpoints() {
     }
 }
 
+/// Issue: "`/metrics` Prometheus text with request counters labelled by route template, never
+/// containing repository names" (nor tags or digests, which are as unbounded).
 #[tokio::test]
 async fn metrics_are_prometheus_text_without_repository_names() {
     let reg = Reg::start();

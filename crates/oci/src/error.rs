@@ -23,9 +23,8 @@ pub enum ErrorCode {
     Unsupported,
     TooManyRequests,
     TagInvalid,
-    /// Docker-era code for a bad `n` on listings.
-    PaginationNumberInvalid,
-    /// Not an OCI code: used for range errors and internal failures, which have no spec code.
+    /// An unsatisfiable blob `Range`. The spec has no code for it, so it is rendered as a bare
+    /// 416 with `Content-Range` and no JSON error body (the code field must be a spec code).
     RangeInvalid,
     Internal,
 }
@@ -49,7 +48,6 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::TagInvalid => "TAG_INVALID",
-            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
@@ -68,8 +66,7 @@ impl ErrorCode {
             | ErrorCode::ManifestInvalid
             | ErrorCode::NameInvalid
             | ErrorCode::SizeInvalid
-            | ErrorCode::TagInvalid
-            | ErrorCode::PaginationNumberInvalid => 400,
+            | ErrorCode::TagInvalid => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,

@@ -1,8 +1,8 @@
 //! Upload sessions: start (plain, single-POST monolithic, or mount), chunked PATCHes, status,
 //! the final PUT, cancel, and purging abandoned sessions.
 //!
-//! Order of a push, which every acknowledgement waits for: bytes written and fsynced, renamed
-//! into the content address, directory fsynced (all in `BlobStore::upload_commit`), then the
+//! Order of a push, which every acknowledgement waits for: bytes written and fsynced, published
+//! at the content address (an atomic hard link), directory fsynced (all in `BlobStore::upload_commit`), then the
 //! metadata commit linking the blob. The acknowledged offset of a session is stored in metadata
 //! only after its bytes are durable, so a resumed upload never trusts bytes that were not.
 
@@ -145,12 +145,13 @@ impl Registry {
         let Some(r) = range else { return Ok(()) };
         if r.start != up.offset {
             return Err(Error::new(
-                ErrorCode::RangeInvalid,
+                ErrorCode::BlobUploadInvalid,
                 format!(
                     "chunk starts at {} but the upload holds {} bytes",
                     r.start, up.offset
                 ),
             )
+            .status(416)
             .header("Range", range_header(up.offset))
             .header("Docker-Upload-UUID", up.id.clone()));
         }
@@ -271,6 +272,10 @@ impl Registry {
         self.meta
             .finish_upload(id, repo.as_str(), digest, appended.len)
             .await?;
+        // The blob is published and linked; the upload file is only a spare name for it now.
+        if let Err(e) = self.blobs.upload_abort(id).await {
+            tracing::warn!(upload = id, error = %e, "could not remove a finished upload file; the purge will");
+        }
         Ok(())
     }
 

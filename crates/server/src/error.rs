@@ -4,6 +4,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
+use stowage_oci::ErrorCode;
 use stowage_oci::error::error_body;
 use stowage_registry::Error;
 
@@ -12,11 +13,23 @@ pub fn render(e: &Error, head: bool) -> Response<Body> {
     if let Some(cause) = &e.internal {
         tracing::error!(cause = %cause, "internal error");
     }
-    let body = error_body(e.code, &e.message, e.detail.clone());
+    // A code outside the spec's list must not appear in a JSON error body: such errors (an
+    // unsatisfiable range) are answered with their status and a plain-text message.
+    let (body, content_type) = if e.code == ErrorCode::RangeInvalid {
+        (
+            format!("{}\n", e.message).into_bytes(),
+            "text/plain; charset=utf-8",
+        )
+    } else {
+        (
+            error_body(e.code, &e.message, e.detail.clone()),
+            "application/json; charset=utf-8",
+        )
+    };
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, body.len())
         .body(if head {
             Body::empty()

@@ -1,5 +1,6 @@
 //! Records the storage and metadata operations behind each acknowledged push and asserts the
-//! durable order: write, fsync, rename, directory fsync, metadata commit, and only then the 2xx.
+//! durable order: write, fsync, publish (the "rename": an atomic hard link into the content
+//! address), directory fsync, metadata commit, and only then the 2xx.
 //!
 //! kill -9 cannot catch a missing fsync (the page cache survives it), so this test watches the
 //! operations themselves. The server runs in-process on a real loopback socket so the observer
@@ -49,7 +50,7 @@ fn kinds(log: &Mutex<Vec<Op>>) -> Vec<&'static str> {
         .map(|op| match op {
             Op::Write { .. } => "write",
             Op::FileSync { .. } => "fsync",
-            Op::Rename { .. } => "rename",
+            Op::Publish { .. } => "publish",
             Op::DirSync { .. } => "dirsync",
             Op::Commit { .. } => "commit",
         })
@@ -66,7 +67,7 @@ fn assert_publish_order(seq: &[&str]) {
     let (w, f, r, d, c) = (
         pos("write"),
         pos("fsync"),
-        pos("rename"),
+        pos("publish"),
         pos("dirsync"),
         pos("commit"),
     );

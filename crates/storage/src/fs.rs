@@ -1,7 +1,10 @@
 //! The filesystem backend: `blobs/<alg>/<2 hex>/<hex>` plus `uploads/<id>`.
 //!
-//! Writes follow one rule: a blob path only ever appears through `rename` of a complete,
-//! verified, fsynced upload file, followed by an fsync of the directory. So after a crash a blob
+//! Writes follow one rule: a blob path only ever appears through an atomic hard link (the
+//! "rename" step) of a complete, verified, fsynced upload file, followed by an fsync of the
+//! directory. The upload name is removed only after the metadata commit, so a crash between the
+//! two leaves a resumable session, and an append to such a session first copies its bytes away
+//! from the published inode. So after a crash a blob
 //! path either holds the whole verified content or does not exist. Upload ids are validated
 //! before they touch a path (they come from URLs). Request bodies are streamed through a bounded
 //! channel into one blocking writer that hashes and writes, so memory stays flat and receiving,
@@ -93,6 +96,26 @@ fn create_dir_durable(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// If the upload file is also a published blob (a crash came between publishing and the
+/// metadata commit, and the client resumes), appending in place would change the blob: copy its
+/// first `offset` bytes to a fresh file and put that in its place first.
+fn unshare_published(path: &Path, offset: u64) -> Result<(), StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    if fs::metadata(path)?.nlink() <= 1 {
+        return Ok(());
+    }
+    // A valid upload-id shape, so a leftover from a crash here is purged like any orphan.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push("-unshare");
+    let tmp = PathBuf::from(tmp);
+    let mut src = File::open(path)?.take(offset);
+    let mut dst = File::create(&tmp)?;
+    io::copy(&mut src, &mut dst)?;
+    dst.sync_all()?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> BlockingFut<T> {
@@ -169,6 +192,9 @@ impl BlobStore for FsBlobStore {
         let uploads_dir = self.root.join("uploads");
         let writer = blocking(move || {
             let created = !path.exists();
+            if !created {
+                unshare_published(&path, offset)?;
+            }
             let mut file = OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -301,8 +327,15 @@ impl BlobStore for FsBlobStore {
             });
             let dir = dst.parent().expect("blob path has a parent");
             create_dir_durable(dir)?;
-            fs::rename(&src, &dst)?;
-            note(Op::Rename {
+            // A hard link publishes atomically, like a rename, but keeps the upload file until the
+            // metadata commit: a crash in between leaves the session resumable.
+            match fs::hard_link(&src, &dst) {
+                Ok(()) => {}
+                // Content-addressed: an existing blob file already holds exactly these bytes.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+            note(Op::Publish {
                 upload,
                 digest: dstr.clone(),
             });
@@ -400,6 +433,6 @@ mod tests {
                     .to_string()
             })
             .collect();
-        assert_eq!(kinds, ["Write", "FileSync", "Rename", "DirSync"]);
+        assert_eq!(kinds, ["Write", "FileSync", "Publish", "DirSync"]);
     }
 }

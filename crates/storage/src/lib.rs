@@ -2,7 +2,7 @@
 //!
 //! `BlobStore` is the seam every backend implements (filesystem today, S3 later). A backend owns
 //! bytes only: which repository may see a blob, and which uploads exist, is metadata's job. The
-//! durability contract of `upload_commit` (data durable and renamed into its content address
+//! durability contract of `upload_commit` (data durable and published at its content address
 //! before it returns) is what lets the registry acknowledge a push. `suite` is the shared test
 //! suite every backend must pass.
 
@@ -31,8 +31,10 @@ pub enum Op {
     Write { upload: String },
     /// An upload file was fsynced.
     FileSync { upload: String },
-    /// An upload was renamed into its content address.
-    Rename { upload: String, digest: String },
+    /// A verified upload was published at its content address (an atomic hard link: the
+    /// rename of the classic write-fsync-rename sequence, keeping the upload file until the
+    /// metadata commit so a crash in between leaves the session resumable).
+    Publish { upload: String, digest: String },
     /// The directory holding a blob was fsynced.
     DirSync { digest: String },
     /// Metadata committed (reported by the metadata store; same channel for ordering).
@@ -100,7 +102,9 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<Hasher, StorageError>;
 
     /// Make upload `id` (already verified to hash to `digest`) visible at that digest: fsync the
-    /// data, rename it into place and fsync the directory. Idempotent for identical content.
+    /// data, publish it atomically at its content address and fsync the directory. The upload
+    /// itself stays until `upload_abort`, which the registry calls after the metadata commit.
+    /// Idempotent for identical content.
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
 
     /// Discard an upload's bytes. Missing uploads are not an error.

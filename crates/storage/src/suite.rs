@@ -84,6 +84,41 @@ pub async fn run(store: &dyn BlobStore) {
         .unwrap();
     assert_eq!(h512.finish(), Digest::of(Algorithm::Sha512, b"abcXYZ"));
 
+    // A published upload that is resumed (crash before the metadata commit) must not change the
+    // blob: the append works on its own copy.
+    store
+        .upload_append(
+            "suite-5",
+            0,
+            body(&[b"hello world"]),
+            Hasher::new(Algorithm::Sha256),
+            true,
+        )
+        .await
+        .unwrap();
+    store.upload_commit("suite-5", &d).await.unwrap();
+    let h = store
+        .upload_rehash("suite-5", 6, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let b = store
+        .upload_append("suite-5", 6, body(&[b"there"]), h, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.hasher.finish(),
+        Digest::of(Algorithm::Sha256, b"hello there")
+    );
+    assert_eq!(
+        collect(store.read(&d, 0, 11).await.unwrap()).await,
+        b"hello world"
+    );
+    store.upload_abort("suite-5").await.unwrap();
+    assert_eq!(
+        collect(store.read(&d, 0, 11).await.unwrap()).await,
+        b"hello world"
+    );
+
     // Committing identical content twice is idempotent.
     store
         .upload_append(

@@ -17,9 +17,10 @@ fn paging(parts: &Parts) -> Result<(Option<usize>, Option<String>)> {
         None => None,
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
             Error::new(
-                ErrorCode::PaginationNumberInvalid,
+                ErrorCode::Unsupported,
                 format!("invalid n={v:?}: use a non-negative integer"),
             )
+            .status(400)
         })?),
     };
     Ok((

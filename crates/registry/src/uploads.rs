@@ -404,4 +404,81 @@ mod tests {
             .unwrap();
         assert_eq!(reg.blob_size(&repo, &d).await.unwrap(), 11);
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn crash_between_publish_and_metadata_commit_leaves_session_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoName::parse("r").unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"hello world");
+        let id = {
+            let reg = registry(dir.path());
+            let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
+                panic!()
+            };
+            let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+                b"hello world",
+            ))]));
+            reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
+            // The final PUT got as far as publishing the blob, then the process died.
+            reg.blobs.upload_commit(&id, &d).await.unwrap();
+            id
+        };
+        let reg = registry(dir.path());
+        assert_eq!(reg.upload_status(&repo, &id).await.unwrap(), 11);
+        assert!(
+            reg.blob_size(&repo, &d).await.is_err(),
+            "not visible before the metadata commit"
+        );
+        // The client's retry of the PUT completes the push.
+        reg.upload_finish(&repo, &id, &d, None, None, None)
+            .await
+            .unwrap();
+        assert_eq!(reg.blob_size(&repo, &d).await.unwrap(), 11);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn resuming_a_published_session_never_changes_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoName::parse("r").unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"hello world");
+        let reg = registry(dir.path());
+        let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
+            panic!()
+        };
+        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+            b"hello ",
+        ))]));
+        reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
+        // Another repository publishes "hello world" through its own upload.
+        let other = RepoName::parse("o").unwrap();
+        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+            b"hello world",
+        ))]));
+        let req = StartRequest {
+            digest: Some(d.clone()),
+            body: Some(body),
+            ..start()
+        };
+        reg.upload_start(&other, req).await.unwrap();
+        // This session was published under the same digest by a crashed finish, then resumed.
+        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+            b"world",
+        ))]));
+        reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
+        reg.blobs.upload_commit(&id, &d).await.unwrap();
+        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+            b"!!!!!",
+        ))]));
+        let err = reg
+            .upload_finish(&repo, &id, &d, None, None, Some(b))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::DigestInvalid);
+        let mut s = reg.blob_get(&other, &d, None).await.unwrap().stream;
+        let mut got = Vec::new();
+        while let Some(c) = futures_util::StreamExt::next(&mut s).await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(got, b"hello world");
+    }
 }

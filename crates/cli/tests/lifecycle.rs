@@ -198,3 +198,75 @@ fn bad_flags_fail_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_can_be_restricted_or_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let only_other = dir.path().join("a.toml");
+    std::fs::write(&only_other, "[metrics]\nallow = [\"10.0.0.0/8\"]\n").unwrap();
+    let s = Server::spawn(&bin(), &["--config", only_other.to_str().unwrap()]);
+    let r = reqwest::get(format!("{}/metrics", s.url)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let loopback = dir.path().join("b.toml");
+    std::fs::write(&loopback, "[metrics]\nallow = [\"127.0.0.0/8\", \"::1\"]\n").unwrap();
+    let s = Server::spawn(&bin(), &["--config", loopback.to_str().unwrap()]);
+    let r = reqwest::get(format!("{}/metrics", s.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let off = dir.path().join("c.toml");
+    std::fs::write(&off, "[metrics]\nenabled = false\n").unwrap();
+    let s = Server::spawn(&bin(), &["--config", off.to_str().unwrap()]);
+    let r = reqwest::get(format!("{}/metrics", s.url)).await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("stowage listening on ")
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rid = rt.block_on(async {
+        let r = reqwest::get(format!("{url}/v2/nope/tags/list"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        r.headers()["x-request-id"].to_str().unwrap().to_string()
+    });
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&rid))
+        .unwrap_or_else(|| panic!("no log line with request id {rid}: {stderr}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("log lines are JSON");
+    assert_eq!(v["fields"]["route"], "/v2/{name}/tags/list");
+    assert_eq!(v["fields"]["status"], 404);
+    assert!(
+        !line.contains("nope"),
+        "logs carry the route template, not the repository name"
+    );
+}

@@ -450,4 +450,32 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.blob_in_repo("a/b", &d).await.unwrap(), Some(1));
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_writes_share_commits() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let commits = Arc::new(AtomicUsize::new(0));
+        let c2 = commits.clone();
+        let observer: stowage_storage::OpObserver = Arc::new(move |op| {
+            if matches!(op, stowage_storage::Op::Commit { .. }) {
+                c2.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let store = SqliteStore::open_observed(&dir.path().join("m.db"), Some(observer)).unwrap();
+        let digests: Vec<Digest> = (0..64)
+            .map(|i| Digest::of(Algorithm::Sha256, &[i as u8]))
+            .collect();
+        let all =
+            futures_util::future::join_all(digests.iter().map(|d| store.link_blob("r", d, 1)))
+                .await;
+        assert!(all.iter().all(|r| r.is_ok()));
+        let n = commits.load(Ordering::SeqCst);
+        assert!(
+            n < 16,
+            "64 concurrent writes took {n} commits; they should share a few"
+        );
+        assert_eq!(store.blobs_in_repo("r", &digests).await.unwrap().len(), 64);
+    }
 }

@@ -3,7 +3,8 @@
 //! Layout:
 //! - `name`: repository-name grammar.
 //! - `reference`: tags and the tag-or-digest reference of a manifest URL.
-//! - `digest`: digest parsing, the supported algorithms and the hasher behind them.
+//! - `digest`: digest parsing, the supported algorithms and the hasher behind them, whose running
+//!   state can be saved and restored (its `ffi` submodule holds the workspace's only `unsafe`).
 //! - `media`: media-type constants.
 //! - `manifest`: parsing and validating manifests and indexes over their raw bytes.
 //! - `range`: HTTP `Range` (blob reads) and `Content-Range` (chunked uploads) grammars.

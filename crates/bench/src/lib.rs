@@ -1,0 +1,208 @@
+//! Side-by-side benchmark of Stowage and CNCF distribution.
+//!
+//! Layout:
+//! - `data`: seeded blobs that are free to send and check.
+//! - `procs`: the registries as child processes, and their CPU and memory from `/proc`.
+//! - `ceilings`: the machine's SHA-256 and loopback TCP limits, measured in the same run.
+//! - `workloads`: the workloads, identical for both registries.
+//! - `report`: the comparison table and the targets.
+//! - `run` (here): one registry through every workload, collecting [`Figures`].
+//!
+//! The load comes from `stowage-client`, the protocol core Stowage's own client is built on.
+
+pub mod ceilings;
+pub mod data;
+pub mod procs;
+pub mod report;
+pub mod stats;
+pub mod workloads;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+use stowage_client::Client;
+
+use crate::data::SeededBlob;
+use crate::procs::Registry;
+use crate::workloads::Read;
+
+/// Workload sizes.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    /// The big blob pushed and pulled.
+    pub big: u64,
+    /// Chunk size of the chunked push.
+    pub chunk: u64,
+    pub small_count: usize,
+    pub small_size: usize,
+    pub pushers: usize,
+    pub manifests: usize,
+    pub manifest_conc: usize,
+    pub read_secs: f64,
+    pub read_conns: usize,
+    pub list_reps: usize,
+    /// Bytes hashed and sent over loopback for the ceilings.
+    pub ceiling_bytes: u64,
+}
+
+impl Sizes {
+    /// The full run (well under ten minutes for both registries).
+    pub fn full() -> Sizes {
+        Sizes {
+            big: 1 << 30,
+            chunk: 16 << 20,
+            small_count: 4000,
+            small_size: 4096,
+            pushers: 16,
+            manifests: 10_000,
+            manifest_conc: 16,
+            read_secs: 10.0,
+            read_conns: 64,
+            list_reps: 20,
+            ceiling_bytes: 2 << 30,
+        }
+    }
+
+    /// `--quick`: small sizes, about a minute.
+    pub fn quick() -> Sizes {
+        Sizes {
+            big: 128 << 20,
+            chunk: 16 << 20,
+            small_count: 800,
+            small_size: 4096,
+            pushers: 16,
+            manifests: 1000,
+            manifest_conc: 16,
+            read_secs: 2.0,
+            read_conns: 64,
+            list_reps: 5,
+            ceiling_bytes: 512 << 20,
+        }
+    }
+
+    /// The correctness smoke run used by the test suite (numbers meaningless).
+    pub fn smoke() -> Sizes {
+        Sizes {
+            big: 20 << 20,
+            chunk: 3 << 20,
+            small_count: 64,
+            small_size: 4096,
+            pushers: 8,
+            manifests: 150,
+            manifest_conc: 8,
+            read_secs: 0.3,
+            read_conns: 8,
+            list_reps: 2,
+            ceiling_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Figures for one registry, by key (see `report::ROWS`).
+pub type Figures = BTreeMap<&'static str, f64>;
+
+/// Run every workload against `reg`.
+pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Result<Figures> {
+    let c = Client::new(&reg.url)?;
+    c.ping().await?;
+    let mut f = Figures::new();
+    let (idle, _) = reg.memory_mib();
+    f.insert("mem_idle_mib", idle);
+    let gib = (1u64 << 30) as f64;
+
+    progress("push big blob (monolithic, chunked)");
+    let mono = SeededBlob::new(1, sizes.big);
+    let chunked = SeededBlob::new(2, sizes.big);
+    let cpu0 = reg.cpu_seconds();
+    f.insert(
+        "push_mono_mbps",
+        workloads::push_monolithic(&c, "bench/big", &mono).await?,
+    );
+    f.insert(
+        "push_chunked_mbps",
+        workloads::push_chunked(&c, "bench/big", &chunked, sizes.chunk).await?,
+    );
+    f.insert(
+        "cpu_s_per_gib_push",
+        (reg.cpu_seconds() - cpu0) / (2.0 * sizes.big as f64 / gib),
+    );
+
+    progress("pull big blob");
+    let cpu0 = reg.cpu_seconds();
+    f.insert("pull_mbps", workloads::pull(&c, "bench/big", &mono).await?);
+    f.insert(
+        "cpu_s_per_gib_pull",
+        (reg.cpu_seconds() - cpu0) / (sizes.big as f64 / gib),
+    );
+    workloads::verify_digest(&c, "bench/big", &mono.digest).await?;
+    workloads::verify_digest(&c, "bench/big", &chunked.digest).await?;
+
+    progress("small blob pushes");
+    let (rate, lat, small) = workloads::small_pushes(
+        &c,
+        "bench/small",
+        sizes.small_count,
+        sizes.small_size,
+        sizes.pushers,
+    )
+    .await?;
+    f.insert("small_push_per_s", rate);
+    f.insert("small_push_p50_ms", lat.quantile_ms(0.5));
+    f.insert("small_push_p99_ms", lat.quantile_ms(0.99));
+    for (d, _) in small.iter().take(8) {
+        workloads::verify_digest(&c, "bench/small", d).await?;
+    }
+
+    progress("manifest pushes");
+    let (rate, manifests) =
+        workloads::manifests(&c, "bench/manifests", sizes.manifests, sizes.manifest_conc).await?;
+    f.insert("manifest_put_per_s", rate);
+
+    let small = Arc::new(small);
+    for (what, key) in [
+        (Read::ManifestHead, "manifest_head"),
+        (Read::ManifestGet, "manifest_get"),
+        (Read::BlobHead, "blob_head"),
+    ] {
+        progress(key);
+        let repo = if matches!(what, Read::BlobHead) {
+            "bench/small"
+        } else {
+            "bench/manifests"
+        };
+        let (rate, lat) = workloads::reads(
+            &c,
+            repo,
+            what,
+            sizes.read_secs,
+            sizes.read_conns,
+            manifests.clone(),
+            small.clone(),
+        )
+        .await?;
+        f.insert(leak(format!("{key}_per_s")), rate);
+        f.insert(leak(format!("{key}_p50_ms")), lat.quantile_ms(0.5));
+        f.insert(leak(format!("{key}_p99_ms")), lat.quantile_ms(0.99));
+    }
+
+    progress("tag list");
+    let tags: Vec<String> = manifests.iter().map(|m| m.tag.clone()).collect();
+    let sorted = reg.kind == procs::Kind::Stowage;
+    f.insert(
+        "tag_list_ms",
+        workloads::tag_list(&c, "bench/manifests", &tags, sizes.list_reps, sorted).await?,
+    );
+    if sorted {
+        workloads::tag_pages(&c, "bench/manifests", &tags).await?;
+    }
+
+    let (_, peak) = reg.memory_mib();
+    f.insert("mem_peak_mib", peak);
+    Ok(f)
+}
+
+/// Figure keys are static strings; the few built at run time are interned once per key.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}

@@ -1,0 +1,90 @@
+//! Client errors: transport failures, protocol violations, and registry answers with their OCI
+//! error code and message, so callers can print what the registry said and act on the code.
+
+use std::fmt;
+
+/// A failed registry operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The request never got an HTTP answer.
+    #[error("{what}: {source}")]
+    Transport {
+        what: String,
+        source: reqwest::Error,
+    },
+    /// The registry answered with an error status.
+    #[error("{what}: {status}{}", fmt_codes(.codes))]
+    Registry {
+        what: String,
+        status: u16,
+        codes: Vec<(String, String)>,
+    },
+    /// The answer broke the protocol (missing header, invalid JSON...).
+    #[error("{what}: {message}")]
+    Protocol { what: String, message: String },
+}
+
+fn fmt_codes(codes: &[(String, String)]) -> String {
+    codes.iter().fold(String::new(), |mut s, (c, m)| {
+        use fmt::Write;
+        let _ = write!(s, " {c}: {m}");
+        s
+    })
+}
+
+impl ClientError {
+    pub(crate) fn transport(what: &str, source: reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            what: what.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn protocol(what: &str, message: &str) -> ClientError {
+        ClientError::Protocol {
+            what: what.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Read an error response: status plus the OCI `errors` array when there is one.
+    pub(crate) async fn from_response(what: &str, resp: reqwest::Response) -> ClientError {
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap_or_default();
+        let codes = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["errors"].as_array().cloned())
+            .map(|errs| {
+                errs.iter()
+                    .map(|e| {
+                        (
+                            e["code"].as_str().unwrap_or("UNKNOWN").to_string(),
+                            e["message"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ClientError::Registry {
+            what: what.to_string(),
+            status,
+            codes,
+        }
+    }
+
+    /// The HTTP status, when the registry answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Registry { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The first OCI error code, when the registry sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Registry { codes, .. } => codes.first().map(|(c, _)| c.as_str()),
+            _ => None,
+        }
+    }
+}

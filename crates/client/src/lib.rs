@@ -1,0 +1,409 @@
+//! The registry client's protocol core: the Distribution API calls, without local formats.
+//!
+//! Layout:
+//! - `error`: client errors, carrying the registry's OCI error code and message.
+//! - `api` (here): [`Client`], one method per protocol operation (ping, blob HEAD/GET, upload
+//!   sessions, monolithic and chunked pushes, manifest HEAD/GET/PUT, tag listing with `Link`).
+//!
+//! Connections are kept alive and shared by clones of a `Client`, so concurrent callers reuse
+//! them. Bodies are streamed both ways; nothing here buffers a blob. Authentication, credential
+//! files and image formats build on top of this (the CLI issue); the benchmark uses it as is.
+
+pub mod error;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION, RANGE};
+use stowage_oci::Digest;
+
+pub use error::ClientError;
+
+/// The Accept list sent for manifests: every manifest and index type, Docker and OCI.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A client for one registry.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// `scheme://host:port`, no trailing slash.
+    base: String,
+}
+
+/// An open upload session.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Absolute URL of the session (the latest `Location`).
+    pub location: String,
+}
+
+/// A manifest as fetched.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub media_type: String,
+    pub digest: Option<String>,
+    pub bytes: Bytes,
+}
+
+/// One page of a tag listing.
+#[derive(Debug, Clone)]
+pub struct TagPage {
+    pub tags: Vec<String>,
+    /// The `Link` target of the next page, as an absolute URL.
+    pub next: Option<String>,
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:5000`) with a default connection pool.
+    pub fn new(base: &str) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClientError::transport("build HTTP client", e))?;
+        Ok(Client::with_http(base, http))
+    }
+
+    /// A client over an existing HTTP client (shared pools, custom TLS).
+    pub fn with_http(base: &str, http: reqwest::Client) -> Client {
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The registry's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Resolve a `Location` or `Link` target (absolute, or relative to the registry).
+    fn resolve(&self, loc: &str) -> String {
+        if loc.starts_with("http://") || loc.starts_with("https://") {
+            loc.to_string()
+        } else {
+            format!("{}{}", self.base, loc)
+        }
+    }
+
+    async fn check(what: &str, resp: reqwest::Response, ok: &[u16]) -> Result<reqwest::Response> {
+        if ok.contains(&resp.status().as_u16()) {
+            return Ok(resp);
+        }
+        Err(ClientError::from_response(what, resp).await)
+    }
+
+    /// `GET /v2/`.
+    pub async fn ping(&self) -> Result<()> {
+        let r = self
+            .http
+            .get(format!("{}/v2/", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("ping", e))?;
+        Self::check("ping", r, &[200]).await.map(|_| ())
+    }
+
+    /// `HEAD` a blob: its size, or None when the registry does not have it.
+    pub async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
+        let r = self
+            .http
+            .head(url)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("blob HEAD", e))?;
+        if r.status() == 404 {
+            return Ok(None);
+        }
+        let r = Self::check("blob HEAD", r, &[200]).await?;
+        Ok(content_length(&r))
+    }
+
+    /// `GET` a blob (optionally a byte range), returning the streaming response.
+    pub async fn blob_get(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+    ) -> Result<reqwest::Response> {
+        let mut req = self
+            .http
+            .get(format!("{}/v2/{repo}/blobs/{digest}", self.base));
+        if let Some((a, b)) = range {
+            req = req.header(RANGE, format!("bytes={a}-{b}"));
+        }
+        let r = req
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("blob GET", e))?;
+        Self::check("blob GET", r, &[200, 206]).await
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/`: open a session.
+    pub async fn upload_start(&self, repo: &str) -> Result<Upload> {
+        let r = self
+            .http
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.base))
+            .header(CONTENT_LENGTH, 0)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("upload start", e))?;
+        let r = Self::check("upload start", r, &[202]).await?;
+        Ok(Upload {
+            location: self.location(&r, "upload start")?,
+        })
+    }
+
+    fn location(&self, r: &reqwest::Response, what: &str) -> Result<String> {
+        let loc = r
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::protocol(what, "response has no Location header"))?;
+        Ok(self.resolve(loc))
+    }
+
+    /// `PATCH` a chunk (with `Content-Range` when `start` is given); returns the new offset.
+    pub async fn upload_patch(
+        &self,
+        up: &mut Upload,
+        body: reqwest::Body,
+        range: Option<(u64, u64)>,
+    ) -> Result<u64> {
+        let mut req = self
+            .http
+            .patch(&up.location)
+            .header(CONTENT_TYPE, "application/octet-stream");
+        if let Some((a, b)) = range {
+            req = req
+                .header(CONTENT_RANGE, format!("{a}-{b}"))
+                .header(CONTENT_LENGTH, b - a + 1);
+        }
+        let r = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("upload chunk", e))?;
+        let r = Self::check("upload chunk", r, &[202]).await?;
+        up.location = self.location(&r, "upload chunk")?;
+        let end = r
+            .headers()
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('-').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                ClientError::protocol("upload chunk", "response has no valid Range header")
+            })?;
+        Ok(end + 1)
+    }
+
+    /// The closing `PUT ?digest=`, optionally with a last chunk.
+    pub async fn upload_finish(
+        &self,
+        up: Upload,
+        digest: &Digest,
+        body: Option<(reqwest::Body, u64)>,
+    ) -> Result<()> {
+        let sep = if up.location.contains('?') { '&' } else { '?' };
+        let mut req = self
+            .http
+            .put(format!("{}{sep}digest={digest}", up.location));
+        req = match body {
+            Some((b, len)) => req
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, len)
+                .body(b),
+            None => req.header(CONTENT_LENGTH, 0),
+        };
+        let r = req
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("upload finish", e))?;
+        Self::check("upload finish", r, &[201]).await.map(|_| ())
+    }
+
+    /// Push a blob the way docker does: POST a session, then one PUT with the whole body.
+    pub async fn push_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        body: reqwest::Body,
+        len: u64,
+    ) -> Result<()> {
+        let up = self.upload_start(repo).await?;
+        self.upload_finish(up, digest, Some((body, len))).await
+    }
+
+    /// `HEAD` a manifest: (digest, size), or None when unknown.
+    pub async fn manifest_head(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<(Option<String>, u64)>> {
+        let r = self
+            .http
+            .head(format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("manifest HEAD", e))?;
+        if r.status() == 404 {
+            return Ok(None);
+        }
+        let r = Self::check("manifest HEAD", r, &[200]).await?;
+        Ok(Some((docker_digest(&r), content_length(&r).unwrap_or(0))))
+    }
+
+    /// `GET` a manifest with the full Accept list.
+    pub async fn manifest_get(&self, repo: &str, reference: &str) -> Result<Manifest> {
+        let r = self
+            .http
+            .get(format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("manifest GET", e))?;
+        let r = Self::check("manifest GET", r, &[200]).await?;
+        let media_type = r
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let digest = docker_digest(&r);
+        let bytes = r
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport("manifest GET body", e))?;
+        Ok(Manifest {
+            media_type,
+            digest,
+            bytes,
+        })
+    }
+
+    /// `PUT` a manifest under a tag or digest; returns the digest the registry reports.
+    pub async fn manifest_put(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Option<String>> {
+        let r = self
+            .http
+            .put(format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .header(CONTENT_TYPE, media_type)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("manifest PUT", e))?;
+        let r = Self::check("manifest PUT", r, &[201]).await?;
+        Ok(docker_digest(&r))
+    }
+
+    /// One page of `GET /v2/<repo>/tags/list` (`n` and `last` optional), or the page at `url`.
+    pub async fn tags_page(
+        &self,
+        repo: &str,
+        n: Option<usize>,
+        url: Option<&str>,
+    ) -> Result<TagPage> {
+        let url = match url {
+            Some(u) => self.resolve(u),
+            None => match n {
+                Some(n) => format!("{}/v2/{repo}/tags/list?n={n}", self.base),
+                None => format!("{}/v2/{repo}/tags/list", self.base),
+            },
+        };
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("tag list", e))?;
+        let r = Self::check("tag list", r, &[200]).await?;
+        let next = r
+            .headers()
+            .get(LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_link)
+            .map(|l| self.resolve(&l));
+        let body = r
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport("tag list body", e))?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::protocol("tag list", &format!("invalid JSON: {e}")))?;
+        let tags = v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(TagPage { tags, next })
+    }
+
+    /// Every tag of `repo`, following `Link` headers from page to page.
+    pub async fn all_tags(&self, repo: &str, n: Option<usize>) -> Result<Vec<String>> {
+        let mut page = self.tags_page(repo, n, None).await?;
+        let mut out = std::mem::take(&mut page.tags);
+        while let Some(next) = page.next.take() {
+            page = self.tags_page(repo, None, Some(&next)).await?;
+            out.append(&mut page.tags);
+        }
+        Ok(out)
+    }
+}
+
+fn content_length(r: &reqwest::Response) -> Option<u64> {
+    r.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn docker_digest(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The target of an RFC 8288 `Link: <url>; rel="next"` header.
+pub fn parse_link(v: &str) -> Option<String> {
+    v.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .contains("rel=\"next\"")
+            .then(|| target.to_string())
+            .or_else(|| params.contains("rel=next").then(|| target.to_string()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        assert_eq!(
+            parse_link("</v2/a/tags/list?n=2&last=b>; rel=\"next\"").as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            parse_link("<https://x/y>; rel=next").as_deref(),
+            Some("https://x/y")
+        );
+        assert_eq!(parse_link("<https://x/y>; rel=\"prev\""), None);
+        assert_eq!(parse_link("garbage"), None);
+    }
+}

@@ -104,6 +104,12 @@ pub type Figures = BTreeMap<&'static str, f64>;
 
 /// Run every workload against `reg`.
 pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Result<Figures> {
+    let progress = |what: &str| {
+        let (rss, peak) = reg.memory_mib();
+        progress(&format!(
+            "{what} (server RSS {rss:.0} MiB, peak so far {peak:.0} MiB)"
+        ));
+    };
     let c = Client::new(&reg.url)?;
     c.ping().await?;
     let mut f = Figures::new();
@@ -199,6 +205,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
 
     let (_, peak) = reg.memory_mib();
     f.insert("mem_peak_mib", peak);
+    progress("done");
     Ok(f)
 }
 

@@ -73,6 +73,9 @@ pub struct Upload {
     pub algorithm: Algorithm,
     /// Bytes acknowledged so far (durable in the blob store).
     pub offset: u64,
+    /// The running hash state at `offset` (`Hasher::save_state`), so the upload continues
+    /// after a restart or on another instance without re-reading its bytes.
+    pub hash_state: Option<Vec<u8>>,
     /// Unix seconds.
     pub created: i64,
     pub updated: i64,
@@ -151,8 +154,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn create_upload(&self, upload: &Upload) -> Result<()>;
     /// Find an upload session.
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
-    /// Record a new acknowledged offset.
-    async fn set_upload_offset(&self, id: &str, offset: u64, now: i64) -> Result<()>;
+    /// Record a new acknowledged offset and the hash state at it.
+    async fn set_upload_progress(
+        &self,
+        id: &str,
+        offset: u64,
+        hash_state: Option<Vec<u8>>,
+        now: i64,
+    ) -> Result<()>;
     /// Forget an upload session.
     async fn delete_upload(&self, id: &str) -> Result<()>;
     /// Upload ids not touched since `before` (unix seconds).

@@ -46,13 +46,18 @@ pub async fn run(store: &dyn MetadataStore) {
         repo: "b".into(),
         algorithm: Algorithm::Sha512,
         offset: 0,
+        hash_state: None,
         created: 10,
         updated: 10,
     };
     store.create_upload(&up).await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap(), Some(up.clone()));
-    store.set_upload_offset("u1", 42, 20).await.unwrap();
-    assert_eq!(store.get_upload("u1").await.unwrap().unwrap().offset, 42);
+    store
+        .set_upload_progress("u1", 42, Some(vec![1, 2, 3]), 20)
+        .await
+        .unwrap();
+    let got = store.get_upload("u1").await.unwrap().unwrap();
+    assert_eq!((got.offset, got.hash_state), (42, Some(vec![1, 2, 3])));
     assert_eq!(store.stale_uploads(15).await.unwrap(), Vec::<String>::new());
     assert_eq!(
         store.stale_uploads(25).await.unwrap(),

@@ -8,8 +8,9 @@
 //! - `listing`: tag and catalog pages, referrers.
 //!
 //! No HTTP types appear here: handlers translate requests into these calls. Nothing that can
-//! change (tags, links, uploads) is cached in the process; only the running hash state of an
-//! upload lives in memory, and it is rebuilt from stored bytes whenever it is missing.
+//! change (tags, links, uploads) is cached in the process. An upload's running hash state is
+//! saved with its offset after every chunk, so any instance, or this one after a restart,
+//! continues it without re-reading the bytes.
 
 pub mod blobs;
 pub mod error;
@@ -17,11 +18,9 @@ pub mod listing;
 pub mod manifests;
 pub mod uploads;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use stowage_metadata::MetadataStore;
-use stowage_oci::Hasher;
 use stowage_storage::BlobStore;
 
 pub use error::{BodyError, Error, Result};
@@ -64,9 +63,6 @@ pub struct Registry {
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) meta: Arc<dyn MetadataStore>,
     pub(crate) settings: Settings,
-    /// Running hash state per upload id, valid at the stored offset. Taken out while a request
-    /// works on the upload, so two requests never share one state.
-    pub(crate) hashers: Mutex<HashMap<String, (u64, Hasher)>>,
     /// Upload ids a request is writing right now: a second concurrent writer is refused
     /// instead of interleaving bytes at the same offset.
     pub(crate) busy: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -83,7 +79,6 @@ impl Registry {
             blobs,
             meta,
             settings,
-            hashers: Mutex::new(HashMap::new()),
             busy: Arc::new(Mutex::new(std::collections::HashSet::new())),
         }
     }

@@ -107,6 +107,7 @@ impl Registry {
                 repo: repo.to_string(),
                 algorithm,
                 offset: 0,
+                hash_state: None,
                 created: t,
                 updated: t,
             })
@@ -122,15 +123,16 @@ impl Registry {
         }
     }
 
-    /// The running hasher of a session at `offset`, from memory or rebuilt from stored bytes.
+    /// The running hasher of a session at its offset: restored from the state saved with the
+    /// offset, or rebuilt from the stored bytes.
     async fn hasher_at(&self, up: &Upload, algorithm: Algorithm) -> Result<Hasher> {
-        let cached = self.hashers.lock().expect("hasher map").remove(&up.id);
-        if let Some((off, h)) = cached
-            && off == up.offset
+        if let Some(h) = up.hash_state.as_deref().and_then(Hasher::restore_state)
+            && h.len() == up.offset
             && h.algorithm() == algorithm
         {
             return Ok(h);
         }
+        // No usable saved state (an older format, or another algorithm): re-read the bytes.
         Ok(self
             .blobs
             .upload_rehash(&up.id, up.offset, algorithm)
@@ -192,11 +194,10 @@ impl Registry {
                 "chunk length does not match its Content-Range",
             ));
         }
-        self.meta.set_upload_offset(id, appended.len, now()).await?;
-        self.hashers
-            .lock()
-            .expect("hasher map")
-            .insert(id.to_string(), (appended.len, appended.hasher));
+        let state = appended.hasher.save_state();
+        self.meta
+            .set_upload_progress(id, appended.len, Some(state), now())
+            .await?;
         Ok(appended.len)
     }
 
@@ -237,7 +238,6 @@ impl Registry {
             }
             Err(_) => {}
         }
-        self.hashers.lock().expect("hasher map").remove(id);
         result
     }
 
@@ -284,7 +284,6 @@ impl Registry {
         let up = self.session(repo, id).await?;
         self.meta.delete_upload(&up.id).await?;
         self.blobs.upload_abort(&up.id).await?;
-        self.hashers.lock().expect("hasher map").remove(id);
         Ok(())
     }
 
@@ -296,7 +295,6 @@ impl Registry {
         for id in self.meta.stale_uploads(now() - age as i64).await? {
             self.blobs.upload_abort(&id).await?;
             self.meta.delete_upload(&id).await?;
-            self.hashers.lock().expect("hasher map").remove(&id);
             purged += 1;
         }
         for (id, file_age) in self.blobs.upload_list().await? {
@@ -403,6 +401,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reg.blob_size(&repo, &d).await.unwrap(), 11);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn saved_hash_state_is_used_instead_of_rereading() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoName::parse("r").unwrap();
+        let id = {
+            let reg = registry(dir.path());
+            let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
+                panic!()
+            };
+            let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+                b"hello ",
+            ))]));
+            reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
+            id
+        };
+        // Change the stored prefix behind the registry's back: only a re-read would notice.
+        std::fs::write(dir.path().join("uploads").join(&id), b"HELLO ").unwrap();
+        let reg = registry(dir.path());
+        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+            b"world",
+        ))]));
+        let d = Digest::of(Algorithm::Sha256, b"hello world");
+        reg.upload_finish(&repo, &id, &d, None, None, Some(b))
+            .await
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread")]

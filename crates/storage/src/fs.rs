@@ -11,7 +11,7 @@
 //! hashing and writing overlap.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -19,16 +19,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use stowage_oci::{Algorithm, Digest, Hasher};
-use tokio::io::AsyncSeekExt;
 use tokio::sync::mpsc;
-use tokio_util::io::ReaderStream;
 
+use crate::fs_io::{UploadWriter, read_stream};
 use crate::{Appended, BlobStore, ByteStream, Op, OpObserver, StorageError};
 
-/// Read buffer for serving blobs (tokio-util's default of 4 KiB costs many more syscalls).
-const READ_CHUNK: usize = 256 * 1024;
-/// Write buffer in front of upload files.
-const WRITE_BUF: usize = 1024 * 1024;
+/// Read buffer when re-hashing stored upload bytes.
+const REHASH_BUF: usize = 1024 * 1024;
 
 /// Blobs and uploads under one root directory.
 pub struct FsBlobStore {
@@ -116,6 +113,16 @@ fn unshare_published(path: &Path, offset: u64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Hash every chunk received, on a blocking thread.
+fn hash_stream(mut hasher: Hasher, mut rx: mpsc::Receiver<Bytes>) -> BlockingFut<Hasher> {
+    blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+        }
+        Ok(hasher)
+    })
+}
+
 fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> BlockingFut<T> {
@@ -146,19 +153,26 @@ impl BlobStore for FsBlobStore {
         len: u64,
     ) -> Result<ByteStream, StorageError> {
         let path = self.blob_path(digest);
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        use tokio::io::AsyncReadExt;
-        Ok(Box::pin(ReaderStream::with_capacity(
-            file.take(len),
-            READ_CHUNK,
-        )))
+        let file = blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(StorageError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if file.metadata()?.len() < start + len {
+                return Err(StorageError::Io(io::Error::other(format!(
+                    "blob file {} is shorter than recorded",
+                    path.display()
+                ))));
+            }
+            file.seek(SeekFrom::Start(start))?;
+            Ok(file)
+        })
+        .run()
+        .await?;
+        Ok(read_stream(file, len))
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
@@ -182,11 +196,15 @@ impl BlobStore for FsBlobStore {
         id: &str,
         offset: u64,
         mut body: ByteStream,
-        mut hasher: Hasher,
+        hasher: Hasher,
         durable: bool,
     ) -> Result<Appended, StorageError> {
         let path = self.upload_path(id)?;
+        // Hashing and writing run on two threads fed the same chunks, so a large layer keeps
+        // both cores busy: hashing is the larger cost, copying into the page cache the other.
         let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        let (htx, hrx) = mpsc::channel::<Bytes>(8);
+        let hashing = hash_stream(hasher, hrx);
         let observer = self.observer.clone();
         let upload = id.to_string();
         let uploads_dir = self.root.join("uploads");
@@ -211,16 +229,15 @@ impl BlobStore for FsBlobStore {
                 file.set_len(offset)?;
             }
             file.seek(SeekFrom::Start(offset))?;
-            let mut out = BufWriter::with_capacity(WRITE_BUF, file);
+            let mut out = UploadWriter::new(file);
             let mut len = offset;
             let mut wrote = false;
             while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-                out.write_all(&chunk)?;
+                out.write(&chunk)?;
                 len += chunk.len() as u64;
                 wrote = true;
             }
-            let file = out.into_inner().map_err(|e| e.into_error())?;
+            let file = out.finish()?;
             if wrote && let Some(o) = &observer {
                 o(Op::Write {
                     upload: upload.clone(),
@@ -237,16 +254,16 @@ impl BlobStore for FsBlobStore {
                     sync_dir(&uploads_dir)?;
                 }
             }
-            Ok((len, hasher))
+            Ok(len)
         });
-        // Feed the writer; a body error stops feeding and is reported after the writer ends.
+        // Feed both; a body error stops feeding and is reported after the writer ends.
         let mut body_err = None;
         while let Some(item) = body.next().await {
             match item {
                 Ok(chunk) if chunk.is_empty() => {}
                 Ok(chunk) => {
-                    if tx.send(chunk).await.is_err() {
-                        break; // writer failed; its error is returned below
+                    if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
+                        break; // a worker failed; its error is returned below
                     }
                 }
                 Err(e) => {
@@ -256,7 +273,9 @@ impl BlobStore for FsBlobStore {
             }
         }
         drop(tx);
-        let (len, hasher) = writer.run().await?;
+        drop(htx);
+        let len = writer.run().await?;
+        let hasher = hashing.run().await?;
         if let Some(e) = body_err {
             return Err(StorageError::Body(e));
         }
@@ -281,7 +300,7 @@ impl BlobStore for FsBlobStore {
                 Err(e) => return Err(e.into()),
             };
             let mut reader = file.take(len);
-            let mut buf = vec![0u8; WRITE_BUF];
+            let mut buf = vec![0u8; REHASH_BUF];
             loop {
                 let n = reader.read(&mut buf)?;
                 if n == 0 {

@@ -31,7 +31,13 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::UnboundedSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Bounds concurrent reads (and so reader connections and blocking threads): each reader
+    /// connection keeps its own page cache, so an unbounded pool grows memory with load.
+    read_permits: Arc<tokio::sync::Semaphore>,
 }
+
+/// Reader connections: enough to keep both cores busy while some reads wait on disk.
+const MAX_READERS: usize = 4;
 
 impl SqliteStore {
     /// Open (creating and migrating as needed) the database at `path`.
@@ -56,6 +62,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
     }
 
@@ -95,7 +102,14 @@ impl SqliteStore {
     ) -> Result<T> {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let permit = self
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| MetadataError::Backend("reader pool closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = readers.lock().expect("reader pool").pop();
             let conn = match pooled {
                 Some(c) => c,

@@ -5,7 +5,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repos (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -61,7 +62,11 @@ CREATE TABLE uploads (
     updated INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX uploads_by_updated ON uploads(updated);
-"#];
+"#,
+    r#"
+ALTER TABLE uploads ADD COLUMN hash_state BLOB;
+"#,
+];
 
 /// Connection settings shared by the writer and the readers.
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {

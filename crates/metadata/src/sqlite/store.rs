@@ -365,9 +365,9 @@ impl MetadataStore for SqliteStore {
         let u = u.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO uploads (id, repo, algorithm, \"offset\", created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![u.id, u.repo, u.algorithm.as_str(), u.offset as i64, u.created, u.updated])?;
+            .execute(params![u.id, u.repo, u.algorithm.as_str(), u.offset as i64, u.hash_state, u.created, u.updated])?;
             Ok(())
         })
         .await
@@ -377,7 +377,9 @@ impl MetadataStore for SqliteStore {
         let id = id.to_string();
         self.read(move |c| {
             let row = c
-                .prepare_cached("SELECT id, repo, algorithm, \"offset\", created, updated FROM uploads WHERE id = ?1")?
+                .prepare_cached(
+                    "SELECT id, repo, algorithm, \"offset\", created, updated, hash_state FROM uploads WHERE id = ?1",
+                )?
                 .query_row([id], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
@@ -386,22 +388,31 @@ impl MetadataStore for SqliteStore {
                         r.get::<_, i64>(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get::<_, Option<Vec<u8>>>(6)?,
                     ))
                 })
                 .optional()?;
-            Ok(row.and_then(|(id, repo, alg, offset, created, updated)| {
+            Ok(row.and_then(|(id, repo, alg, offset, created, updated, hash_state)| {
                 let algorithm = Algorithm::parse(&alg).ok()?;
-                Some(Upload { id, repo, algorithm, offset: offset as u64, created, updated })
+                Some(Upload { id, repo, algorithm, offset: offset as u64, hash_state, created, updated })
             }))
         })
         .await
     }
 
-    async fn set_upload_offset(&self, id: &str, offset: u64, now: i64) -> Result<()> {
+    async fn set_upload_progress(
+        &self,
+        id: &str,
+        offset: u64,
+        hash_state: Option<Vec<u8>>,
+        now: i64,
+    ) -> Result<()> {
         let id = id.to_string();
         self.write(move |c| {
-            c.prepare_cached("UPDATE uploads SET \"offset\" = ?2, updated = ?3 WHERE id = ?1")?
-                .execute(params![id, offset as i64, now])?;
+            c.prepare_cached(
+                "UPDATE uploads SET \"offset\" = ?2, hash_state = ?3, updated = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, offset as i64, hash_state, now])?;
             Ok(())
         })
         .await

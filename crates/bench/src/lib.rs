@@ -6,6 +6,7 @@
 //! - `ceilings`: the machine's SHA-256 and loopback TCP limits, measured in the same run.
 //! - `workloads`: the workloads, identical for both registries.
 //! - `report`: the comparison table and the targets.
+//! - `scale`: Stowage-only checks of memory, parallelism and start-up at scale.
 //! - `run` (here): one registry through every workload, collecting [`Figures`].
 //!
 //! The load comes from `stowage-client`, the protocol core Stowage's own client is built on.
@@ -14,6 +15,7 @@ pub mod ceilings;
 pub mod data;
 pub mod procs;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod workloads;
 

@@ -1,4 +1,4 @@
-//! `stowage-bench [--quick] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]`:
+//! `stowage-bench [--quick] [--no-scale] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]`:
 //! measure the machine's ceilings, run every workload against Stowage and then against CNCF
 //! distribution, and print the comparison table. `bench/run` installs what is missing, builds
 //! in release mode and calls this.
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use stowage_bench::procs::Registry;
-use stowage_bench::{Sizes, ceilings, report, run};
+use stowage_bench::{Sizes, ceilings, report, run, scale};
 
 struct Args {
     sizes: Sizes,
@@ -15,6 +15,7 @@ struct Args {
     stowage_bin: PathBuf,
     distribution_bin: String,
     only_stowage: bool,
+    scale: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -28,6 +29,7 @@ fn parse_args() -> Result<Args> {
         stowage_bin: exe_dir.join("stowage"),
         distribution_bin: "docker-registry".into(),
         only_stowage: false,
+        scale: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -36,6 +38,7 @@ fn parse_args() -> Result<Args> {
                 a.sizes = Sizes::quick();
                 a.mode = "quick";
             }
+            "--no-scale" => a.scale = false,
             "--stowage-bin" => {
                 a.stowage_bin = it.next().context("--stowage-bin needs a path")?.into()
             }
@@ -92,5 +95,20 @@ async fn main() -> Result<()> {
         Some(d)
     };
     println!("{}", report::table(&s, d.as_ref(), &ceil));
+    if args.scale {
+        let (huge, each, blobs, tags) = if args.mode == "quick" {
+            (512 << 20, 128 << 20, 10_000, 1_000)
+        } else {
+            (5 << 30, 1 << 30, 100_000, 10_000)
+        };
+        eprintln!("stowage: scale checks");
+        let dir = work.path().join("scale");
+        std::fs::create_dir_all(&dir)?;
+        let f = scale::run(&args.stowage_bin, &dir, huge, 4, each, blobs, tags).await?;
+        println!(
+            "{}",
+            report::scale_table(&f, s.get("mem_idle_mib").copied().unwrap_or(0.0))
+        );
+    }
     Ok(())
 }

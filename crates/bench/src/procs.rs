@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 /// Which registry a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,21 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!("{} did not start listening", self.kind.name())
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> Result<()> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        let status = self.child.wait()?;
+        ensure!(
+            status.success(),
+            "{} exited with {status}",
+            self.kind.name()
+        );
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {

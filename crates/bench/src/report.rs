@@ -178,3 +178,41 @@ pub fn table(s: &Figures, d: Option<&Figures>, ceil: &Ceilings) -> String {
     }
     out
 }
+
+/// The Stowage-only scale checks, with their targets.
+pub fn scale_table(f: &crate::scale::ScaleFigures, idle_mib: f64) -> String {
+    let ok = |b: bool| if b { "met" } else { "MISSED" };
+    let mut out = String::new();
+    let _ = writeln!(out, "| scale check (Stowage) | measured | target |");
+    let _ = writeln!(out, "|---|---:|---|");
+    let _ = writeln!(
+        out,
+        "| peak RSS while receiving a {:.1} GiB layer | {:.1} MiB | < 100 MiB: {} |",
+        f.huge_gib,
+        f.huge_peak_mib,
+        ok(f.huge_peak_mib < 100.0)
+    );
+    let _ = writeln!(
+        out,
+        "| RSS at idle | {idle_mib:.1} MiB | < 30 MiB: {} |",
+        ok(idle_mib < 30.0)
+    );
+    let _ = writeln!(
+        out,
+        "| ready after restart with {} blobs and {} tags | {:.0} ms | < 200 ms: {} |",
+        f.blobs,
+        f.tags,
+        f.ready_ms,
+        ok(f.ready_ms < 200.0)
+    );
+    let _ = writeln!(
+        out,
+        "| {} concurrent {:.2} GiB pushes: server CPU s per wall s | {:.2} ({:.0} MB/s total) | more than one core (> 1.2, client on the same 2 cores): {} |",
+        f.parallel,
+        f.parallel_gib,
+        f.parallel_cores,
+        f.parallel_mbps,
+        ok(f.parallel_cores > 1.2)
+    );
+    out
+}

@@ -239,6 +239,38 @@ impl Client {
         self.upload_finish(up, digest, Some((body, len))).await
     }
 
+    /// Push a small blob in one request (`POST ?digest=` with the body). Registries that do not
+    /// support this answer 202 with a session, which is then finished with a PUT.
+    pub async fn push_blob_single_post(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<()> {
+        let len = bytes.len() as u64;
+        let r = self
+            .http
+            .post(format!(
+                "{}/v2/{repo}/blobs/uploads/?digest={digest}",
+                self.base
+            ))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len)
+            .body(bytes.clone())
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("single-POST upload", e))?;
+        let r = Self::check("single-POST upload", r, &[201, 202]).await?;
+        if r.status() == 201 {
+            return Ok(());
+        }
+        let up = Upload {
+            location: self.location(&r, "single-POST upload")?,
+        };
+        self.upload_finish(up, digest, Some((reqwest::Body::from(bytes), len)))
+            .await
+    }
+
     /// `HEAD` a manifest: (digest, size), or None when unknown.
     pub async fn manifest_head(
         &self,

@@ -104,6 +104,13 @@ impl Sizes {
 /// Figures for one registry, by key (see `report::ROWS`).
 pub type Figures = BTreeMap<&'static str, f64>;
 
+/// Let the disk finish earlier writeback (of a previous phase or registry) so one workload's
+/// flushing is not charged to the next.
+pub async fn settle() {
+    let _ = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
 /// Run every workload against `reg`.
 pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Result<Figures> {
     let progress = |what: &str| {
@@ -122,6 +129,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     progress("push big blob (monolithic, chunked)");
     let mono = SeededBlob::new(1, sizes.big);
     let chunked = SeededBlob::new(2, sizes.big);
+    settle().await;
     let cpu0 = reg.cpu_seconds();
     f.insert(
         "push_mono_mbps",
@@ -137,6 +145,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     );
 
     progress("pull big blob");
+    settle().await;
     let cpu0 = reg.cpu_seconds();
     f.insert("pull_mbps", workloads::pull(&c, "bench/big", &mono).await?);
     f.insert(
@@ -147,6 +156,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     workloads::verify_digest(&c, "bench/big", &chunked.digest).await?;
 
     progress("small blob pushes");
+    settle().await;
     let (rate, lat, small) = workloads::small_pushes(
         &c,
         "bench/small",

@@ -55,6 +55,7 @@ pub async fn run(
     let reg = Registry::stowage(bin, &d1)?;
     let c = Client::new(&reg.url)?;
     let blob = SeededBlob::new(11, huge);
+    crate::settle().await;
     workloads::push_monolithic(&c, "scale/huge", &blob).await?;
     f.huge_peak_mib = reg.memory_mib().1;
     ensure!(
@@ -72,6 +73,7 @@ pub async fn run(
     let blobs_big: Vec<SeededBlob> = (0..parallel)
         .map(|i| SeededBlob::new(100 + i as u64, each))
         .collect();
+    crate::settle().await;
     let cpu0 = reg.cpu_seconds();
     let t0 = Instant::now();
     let tasks: Vec<_> = blobs_big

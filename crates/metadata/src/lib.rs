@@ -76,6 +76,8 @@ pub struct Upload {
     /// The running hash state at `offset` (`Hasher::save_state`), so the upload continues
     /// after a restart or on another instance without re-reading its bytes.
     pub hash_state: Option<Vec<u8>>,
+    /// The session was completed or cancelled: its id must not be used again.
+    pub ended: bool,
     /// Unix seconds.
     pub created: i64,
     pub updated: i64,
@@ -99,10 +101,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn repos_with_blob(&self, digest: &Digest, limit: usize) -> Result<Vec<(String, u64)>>;
     /// Link a blob into a repository (creating both records as needed).
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()>;
-    /// Link the blob an upload produced and forget the upload, in one transaction.
+    /// Link the blob an upload produced and end the session, in one transaction. With
+    /// `session`, the session's row becomes a tombstone so its id is refused from now on (until
+    /// purged with the other stale rows); a single-request upload has no session to end.
     async fn finish_upload(
         &self,
-        upload_id: &str,
+        session: Option<&Upload>,
         repo: &str,
         digest: &Digest,
         size: u64,
@@ -150,20 +154,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>>;
 
-    /// Record a new upload session.
-    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    /// Record an upload session's progress (creating its row on the first chunk).
+    async fn save_upload(&self, upload: &Upload) -> Result<()>;
     /// Find an upload session.
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
-    /// Record a new acknowledged offset and the hash state at it.
-    async fn set_upload_progress(
-        &self,
-        id: &str,
-        offset: u64,
-        hash_state: Option<Vec<u8>>,
-        now: i64,
-    ) -> Result<()>;
     /// Forget an upload session.
     async fn delete_upload(&self, id: &str) -> Result<()>;
+    /// A secret of this registry (shared by every instance using this store): created with
+    /// `candidate` on first use, the stored value ever after.
+    async fn secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>>;
     /// Upload ids not touched since `before` (unix seconds).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
 }

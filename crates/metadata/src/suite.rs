@@ -47,15 +47,19 @@ pub async fn run(store: &dyn MetadataStore) {
         algorithm: Algorithm::Sha512,
         offset: 0,
         hash_state: None,
+        ended: false,
         created: 10,
         updated: 10,
     };
-    store.create_upload(&up).await.unwrap();
+    store.save_upload(&up).await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap(), Some(up.clone()));
-    store
-        .set_upload_progress("u1", 42, Some(vec![1, 2, 3]), 20)
-        .await
-        .unwrap();
+    let progressed = Upload {
+        offset: 42,
+        hash_state: Some(vec![1, 2, 3]),
+        updated: 20,
+        ..up.clone()
+    };
+    store.save_upload(&progressed).await.unwrap();
     let got = store.get_upload("u1").await.unwrap().unwrap();
     assert_eq!((got.offset, got.hash_state), (42, Some(vec![1, 2, 3])));
     assert_eq!(store.stale_uploads(15).await.unwrap(), Vec::<String>::new());
@@ -63,12 +67,25 @@ pub async fn run(store: &dyn MetadataStore) {
         store.stale_uploads(25).await.unwrap(),
         vec!["u1".to_string()]
     );
-    store.finish_upload("u1", "b", &blob, 4).await.unwrap();
+    store
+        .finish_upload(Some(&progressed), "b", &blob, 4)
+        .await
+        .unwrap();
+    assert!(
+        store.get_upload("u1").await.unwrap().unwrap().ended,
+        "a finished session leaves a tombstone"
+    );
+    store.delete_upload("u1").await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap(), None);
+    store.finish_upload(None, "b", &blob, 4).await.unwrap();
     assert_eq!(store.blob_in_repo("b", &blob).await.unwrap(), Some(4));
     assert!(store.unlink_blob("b", &blob).await.unwrap());
     assert!(!store.unlink_blob("b", &blob).await.unwrap());
     assert_eq!(store.blob_in_repo("b", &blob).await.unwrap(), None);
+
+    // Secrets: the first candidate wins, for good.
+    assert_eq!(store.secret("k", vec![1]).await.unwrap(), vec![1]);
+    assert_eq!(store.secret("k", vec![2]).await.unwrap(), vec![1]);
 
     // Manifests and tags, byte order.
     let m1 = manifest("{\"m\":1}", None, None);

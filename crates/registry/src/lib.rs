@@ -4,6 +4,7 @@
 //! - `error`: the domain error with its OCI code (rendered by the server, nowhere else).
 //! - `blobs`: blob reads, ranges, deletes and cross-repository mounts.
 //! - `uploads`: upload sessions: start, chunk, status, finish, cancel, purge.
+//! - `session_id`: self-verifying session ids, so opening a session writes nothing.
 //! - `manifests`: manifest push (validation against stored blobs), pull and delete.
 //! - `listing`: tag and catalog pages, referrers.
 //!
@@ -16,6 +17,7 @@ pub mod blobs;
 pub mod error;
 pub mod listing;
 pub mod manifests;
+pub mod session_id;
 pub mod uploads;
 
 use std::sync::{Arc, Mutex};
@@ -66,6 +68,8 @@ pub struct Registry {
     /// Upload ids a request is writing right now: a second concurrent writer is refused
     /// instead of interleaving bytes at the same offset.
     pub(crate) busy: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Signs and checks upload session ids; loaded from the metadata store on first use.
+    pub(crate) session_key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
 }
 
 impl Registry {
@@ -80,6 +84,7 @@ impl Registry {
             meta,
             settings,
             busy: Arc::new(Mutex::new(std::collections::HashSet::new())),
+            session_key: tokio::sync::OnceCell::new(),
         }
     }
 

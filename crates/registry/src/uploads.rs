@@ -7,6 +7,8 @@
 //! only after its bytes are durable, so a resumed upload never trusts bytes that were not.
 
 use stowage_metadata::Upload;
+
+use crate::session_id::{self, SessionClaims};
 use stowage_oci::{Algorithm, Digest, ErrorCode, Hasher, RepoName};
 use stowage_storage::ByteStream;
 
@@ -68,10 +70,14 @@ impl Drop for BusyGuard {
 }
 
 /// 128 random bits as lowercase hex: unguessable and path-safe.
-fn new_upload_id() -> Result<String> {
+fn random128() -> Result<[u8; 16]> {
     let mut b = [0u8; 16];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::internal("system random source failed"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(b)
+}
+
+fn new_upload_id() -> Result<String> {
+    Ok(random128()?.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 fn range_header(offset: u64) -> String {
@@ -92,35 +98,71 @@ impl Registry {
         if let (Some(digest), Some(body)) = (req.digest, req.body) {
             let id = new_upload_id()?;
             let hasher = Hasher::new(digest.algorithm());
-            let result = self.complete(repo, &id, 0, hasher, body, &digest).await;
+            let result = self
+                .complete(repo, &id, None, 0, hasher, body, &digest)
+                .await;
             if result.is_err() {
                 let _ = self.blobs.upload_abort(&id).await;
             }
             return result.map(|_| Started::Created { digest });
         }
-        let id = new_upload_id()?;
-        let t = now();
-        let algorithm = req.algorithm.unwrap_or(Algorithm::Sha256);
-        self.meta
-            .create_upload(&Upload {
-                id: id.clone(),
-                repo: repo.to_string(),
-                algorithm,
-                offset: 0,
-                hash_state: None,
-                created: t,
-                updated: t,
-            })
-            .await?;
+        // No write: the id itself proves the session (see `session_id`).
+        let claims = SessionClaims {
+            algorithm: req.algorithm.unwrap_or(Algorithm::Sha256),
+            created: now(),
+        };
+        let id = session_id::issue(
+            self.session_key().await?,
+            &random128()?,
+            repo.as_str(),
+            claims,
+        );
         Ok(Started::Session { id })
     }
 
-    /// Find a session and check it belongs to `repo`.
+    /// The key session ids are signed with, loaded from (or created in) the metadata store once.
+    async fn session_key(&self) -> Result<&aws_lc_rs::hmac::Key> {
+        self.session_key
+            .get_or_try_init(|| async {
+                let candidate = random128()?
+                    .iter()
+                    .chain(random128()?.iter())
+                    .copied()
+                    .collect();
+                let secret = self.meta.secret(session_id::KEY_NAME, candidate).await?;
+                Ok(aws_lc_rs::hmac::Key::new(
+                    aws_lc_rs::hmac::HMAC_SHA256,
+                    &secret,
+                ))
+            })
+            .await
+    }
+
+    /// Find a session and check it belongs to `repo`: its row once bytes arrived, otherwise
+    /// the claims of its signed id. Ended and expired sessions are unknown.
     async fn session(&self, repo: &RepoName, id: &str) -> Result<Upload> {
-        match self.meta.get_upload(id).await? {
-            Some(u) if u.repo == repo.as_str() => Ok(u),
-            _ => Err(Error::upload_unknown()),
+        if let Some(u) = self.meta.get_upload(id).await? {
+            return if u.repo == repo.as_str() && !u.ended {
+                Ok(u)
+            } else {
+                Err(Error::upload_unknown())
+            };
         }
+        let claims = session_id::verify(self.session_key().await?, id, repo.as_str())
+            .ok_or_else(Error::upload_unknown)?;
+        if now() - claims.created > self.settings.upload_purge_after as i64 {
+            return Err(Error::upload_unknown());
+        }
+        Ok(Upload {
+            id: id.to_string(),
+            repo: repo.to_string(),
+            algorithm: claims.algorithm,
+            offset: 0,
+            hash_state: None,
+            ended: false,
+            created: claims.created,
+            updated: claims.created,
+        })
     }
 
     /// The running hasher of a session at its offset: restored from the state saved with the
@@ -194,10 +236,13 @@ impl Registry {
                 "chunk length does not match its Content-Range",
             ));
         }
-        let state = appended.hasher.save_state();
-        self.meta
-            .set_upload_progress(id, appended.len, Some(state), now())
-            .await?;
+        let progress = Upload {
+            offset: appended.len,
+            hash_state: Some(appended.hasher.save_state()),
+            updated: now(),
+            ..up
+        };
+        self.meta.save_upload(&progress).await?;
         Ok(appended.len)
     }
 
@@ -227,14 +272,21 @@ impl Registry {
         let hasher = self.hasher_at(&up, up.algorithm).await?;
         let body = body.unwrap_or_else(|| Box::pin(futures_util::stream::empty()));
         let result = self
-            .complete(repo, id, up.offset, hasher, body, digest)
+            .complete(repo, id, Some(&up), up.offset, hasher, body, digest)
             .await;
         match &result {
             Ok(()) => {}
             // A wrong digest ends the session: its bytes can never become that blob.
             Err(e) if e.code == ErrorCode::DigestInvalid => {
                 let _ = self.blobs.upload_abort(id).await;
-                self.meta.delete_upload(id).await?;
+                self.meta
+                    .save_upload(&Upload {
+                        ended: true,
+                        hash_state: None,
+                        updated: now(),
+                        ..up
+                    })
+                    .await?;
             }
             Err(_) => {}
         }
@@ -242,10 +294,12 @@ impl Registry {
     }
 
     /// Append the last bytes, verify the digest, make the blob durable and visible, link it.
+    #[allow(clippy::too_many_arguments)]
     async fn complete(
         &self,
         repo: &RepoName,
         id: &str,
+        session: Option<&Upload>,
         offset: u64,
         hasher: Hasher,
         body: ByteStream,
@@ -270,7 +324,7 @@ impl Registry {
         }
         self.blobs.upload_commit(id, digest).await?;
         self.meta
-            .finish_upload(id, repo.as_str(), digest, appended.len)
+            .finish_upload(session, repo.as_str(), digest, appended.len)
             .await?;
         // The blob is published and linked; the upload file is only a spare name for it now.
         if let Err(e) = self.blobs.upload_abort(id).await {
@@ -282,8 +336,16 @@ impl Registry {
     /// Handle `DELETE <location>`.
     pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
         let up = self.session(repo, id).await?;
-        self.meta.delete_upload(&up.id).await?;
-        self.blobs.upload_abort(&up.id).await?;
+        let id = up.id.clone();
+        self.meta
+            .save_upload(&Upload {
+                ended: true,
+                hash_state: None,
+                updated: now(),
+                ..up
+            })
+            .await?;
+        self.blobs.upload_abort(&id).await?;
         Ok(())
     }
 

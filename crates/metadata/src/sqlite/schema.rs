@@ -65,6 +65,11 @@ CREATE INDEX uploads_by_updated ON uploads(updated);
 "#,
     r#"
 ALTER TABLE uploads ADD COLUMN hash_state BLOB;
+ALTER TABLE uploads ADD COLUMN ended INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 

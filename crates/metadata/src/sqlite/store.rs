@@ -48,6 +48,23 @@ fn link(conn: &Connection, repo: &str, digest: &str, size: u64) -> rusqlite::Res
     Ok(())
 }
 
+/// Write `u` as an ended session (a tombstone), whether or not it had a row.
+fn end_session(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended)
+         VALUES (?1, ?2, ?3, 0, NULL, ?4, ?5, 1)
+         ON CONFLICT (id) DO UPDATE SET ended = 1, hash_state = NULL, updated = excluded.updated",
+    )?
+    .execute(params![
+        u.id,
+        u.repo,
+        u.algorithm.as_str(),
+        u.created,
+        now()
+    ])?;
+    Ok(())
+}
+
 fn digest_strings(digests: &[Digest]) -> Vec<String> {
     digests.iter().map(|d| d.to_string()).collect()
 }
@@ -106,16 +123,17 @@ impl MetadataStore for SqliteStore {
 
     async fn finish_upload(
         &self,
-        upload_id: &str,
+        session: Option<&Upload>,
         repo: &str,
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let (id, repo, digest) = (upload_id.to_string(), repo.to_string(), digest.to_string());
+        let (session, repo, digest) = (session.cloned(), repo.to_string(), digest.to_string());
         self.write(move |c| {
             link(c, &repo, &digest, size)?;
-            c.prepare_cached("DELETE FROM uploads WHERE id = ?1")?
-                .execute([id])?;
+            if let Some(u) = session {
+                end_session(c, &u)?;
+            }
             Ok(())
         })
         .await
@@ -361,14 +379,37 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn create_upload(&self, u: &Upload) -> Result<()> {
+    async fn save_upload(&self, u: &Upload) -> Result<()> {
         let u = u.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET \"offset\" = excluded.\"offset\", hash_state = excluded.hash_state,
+                   updated = excluded.updated, ended = excluded.ended",
             )?
-            .execute(params![u.id, u.repo, u.algorithm.as_str(), u.offset as i64, u.hash_state, u.created, u.updated])?;
+            .execute(params![
+                u.id,
+                u.repo,
+                u.algorithm.as_str(),
+                u.offset as i64,
+                u.hash_state,
+                u.created,
+                u.updated,
+                u.ended
+            ])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>> {
+        let name = name.to_string();
+        self.write(move |c| {
+            c.prepare_cached("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)")?
+                .execute(params![name, candidate])?;
+            c.prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
         })
         .await
     }
@@ -378,7 +419,7 @@ impl MetadataStore for SqliteStore {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT id, repo, algorithm, \"offset\", created, updated, hash_state FROM uploads WHERE id = ?1",
+                    "SELECT id, repo, algorithm, \"offset\", created, updated, hash_state, ended FROM uploads WHERE id = ?1",
                 )?
                 .query_row([id], |r| {
                     Ok((
@@ -389,31 +430,14 @@ impl MetadataStore for SqliteStore {
                         r.get(4)?,
                         r.get(5)?,
                         r.get::<_, Option<Vec<u8>>>(6)?,
+                        r.get::<_, bool>(7)?,
                     ))
                 })
                 .optional()?;
-            Ok(row.and_then(|(id, repo, alg, offset, created, updated, hash_state)| {
+            Ok(row.and_then(|(id, repo, alg, offset, created, updated, hash_state, ended)| {
                 let algorithm = Algorithm::parse(&alg).ok()?;
-                Some(Upload { id, repo, algorithm, offset: offset as u64, hash_state, created, updated })
+                Some(Upload { id, repo, algorithm, offset: offset as u64, hash_state, ended, created, updated })
             }))
-        })
-        .await
-    }
-
-    async fn set_upload_progress(
-        &self,
-        id: &str,
-        offset: u64,
-        hash_state: Option<Vec<u8>>,
-        now: i64,
-    ) -> Result<()> {
-        let id = id.to_string();
-        self.write(move |c| {
-            c.prepare_cached(
-                "UPDATE uploads SET \"offset\" = ?2, hash_state = ?3, updated = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id, offset as i64, hash_state, now])?;
-            Ok(())
         })
         .await
     }

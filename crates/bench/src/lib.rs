@@ -104,11 +104,34 @@ impl Sizes {
 /// Figures for one registry, by key (see `report::ROWS`).
 pub type Figures = BTreeMap<&'static str, f64>;
 
-/// Let the disk finish earlier writeback (of a previous phase or registry) so one workload's
-/// flushing is not charged to the next.
+/// Let the disk finish earlier work (writeback, and discards of files deleted by a previous
+/// phase or run) so one workload's flushing is not charged to the next: `sync`, then wait until
+/// `/proc/diskstats` shows no writes or discards for a whole second (at most two minutes).
 pub async fn settle() {
     let _ = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut last = disk_activity();
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = disk_activity();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Writes and discards completed on every block device (fields 8 and 15 of
+/// `/proc/diskstats`, counted from the device name).
+fn disk_activity() -> u64 {
+    let text = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            n(7) + n(14)
+        })
+        .sum()
 }
 
 /// Run every workload against `reg`.

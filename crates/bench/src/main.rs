@@ -82,6 +82,7 @@ async fn main() -> Result<()> {
     let sdir = work.path().join("stowage");
     std::fs::create_dir_all(&sdir)?;
     let stowage = Registry::stowage(&args.stowage_bin, &sdir)?;
+    stowage_bench::settle().await;
     let s = run(&stowage, &args.sizes, &|w| eprintln!("stowage: {w}")).await?;
     drop(stowage);
 
@@ -91,6 +92,7 @@ async fn main() -> Result<()> {
         let ddir = work.path().join("distribution");
         std::fs::create_dir_all(&ddir)?;
         let dist = Registry::distribution(&args.distribution_bin, &ddir)?;
+        stowage_bench::settle().await;
         let d = run(&dist, &args.sizes, &|w| eprintln!("distribution: {w}")).await?;
         Some(d)
     };

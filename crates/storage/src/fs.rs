@@ -113,6 +113,117 @@ fn unshare_published(path: &Path, offset: u64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Bodies up to this size are gathered and handled by one blocking task.
+const SMALL_BODY: usize = 1024 * 1024;
+
+/// Where and how an append writes.
+struct AppendTarget {
+    path: PathBuf,
+    offset: u64,
+    durable: bool,
+    upload: String,
+    uploads_dir: PathBuf,
+    observer: Option<OpObserver>,
+}
+
+impl AppendTarget {
+    /// Open the upload file positioned at `offset`, dropping anything an interrupted append
+    /// left past it (and first copying a published upload off its blob inode).
+    fn open(&self) -> Result<UploadWriter, StorageError> {
+        let created = !self.path.exists();
+        if !created {
+            unshare_published(&self.path, self.offset)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&self.path)?;
+        let current = file.metadata()?.len();
+        if current < self.offset {
+            return Err(StorageError::Io(io::Error::other(format!(
+                "upload {} holds {current} bytes, expected at least {}",
+                self.upload, self.offset
+            ))));
+        }
+        if current > self.offset {
+            file.set_len(self.offset)?;
+        }
+        file.seek(SeekFrom::Start(self.offset))?;
+        Ok(UploadWriter::new(file, created))
+    }
+
+    /// Finish writing; with `durable`, fsync the data (and a new file's directory entry).
+    fn close(&self, w: UploadWriter, len: u64) -> Result<u64, StorageError> {
+        let created = w.created();
+        let file = w.finish()?;
+        let note = |op| {
+            if let Some(o) = &self.observer {
+                o(op)
+            }
+        };
+        if len > self.offset {
+            note(Op::Write {
+                upload: self.upload.clone(),
+            });
+        }
+        if self.durable {
+            file.sync_data()?;
+            note(Op::FileSync {
+                upload: self.upload.clone(),
+            });
+            if created {
+                sync_dir(&self.uploads_dir)?;
+            }
+        }
+        Ok(len)
+    }
+}
+
+/// The large-body path: one thread writes, another hashes, both fed the same chunks (a large
+/// layer keeps both cores busy: hashing is the larger cost, copying into the page cache the
+/// other). Returns the new length, the hasher, and a body error if the stream failed.
+async fn stream_append(
+    target: AppendTarget,
+    hasher: Hasher,
+    head: Vec<Bytes>,
+    mut body: ByteStream,
+) -> Result<(u64, Hasher, Option<io::Error>), StorageError> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let (htx, hrx) = mpsc::channel::<Bytes>(8);
+    let hashing = hash_stream(hasher, hrx);
+    let writer = blocking(move || {
+        let mut w = target.open()?;
+        let mut len = target.offset;
+        while let Some(chunk) = rx.blocking_recv() {
+            w.write(&chunk)?;
+            len += chunk.len() as u64;
+        }
+        target.close(w, len)
+    });
+    let mut body_err = None;
+    let mut feed = futures_util::stream::iter(head.into_iter().map(Ok)).chain(&mut body);
+    while let Some(item) = feed.next().await {
+        match item {
+            Ok(chunk) if chunk.is_empty() => {}
+            Ok(chunk) => {
+                if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
+                    break; // a worker failed; its error is returned below
+                }
+            }
+            Err(e) => {
+                body_err = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    drop(htx);
+    let len = writer.run().await?;
+    let hasher = hashing.run().await?;
+    Ok((len, hasher, body_err))
+}
+
 /// Hash every chunk received, on a blocking thread.
 fn hash_stream(mut hasher: Hasher, mut rx: mpsc::Receiver<Bytes>) -> BlockingFut<Hasher> {
     blocking(move || {
@@ -199,83 +310,55 @@ impl BlobStore for FsBlobStore {
         hasher: Hasher,
         durable: bool,
     ) -> Result<Appended, StorageError> {
-        let path = self.upload_path(id)?;
-        // Hashing and writing run on two threads fed the same chunks, so a large layer keeps
-        // both cores busy: hashing is the larger cost, copying into the page cache the other.
-        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-        let (htx, hrx) = mpsc::channel::<Bytes>(8);
-        let hashing = hash_stream(hasher, hrx);
-        let observer = self.observer.clone();
-        let upload = id.to_string();
-        let uploads_dir = self.root.join("uploads");
-        let writer = blocking(move || {
-            let created = !path.exists();
-            if !created {
-                unshare_published(&path, offset)?;
-            }
-            let mut file = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&path)?;
-            // Drop anything an interrupted append left past the acknowledged offset.
-            let current = file.metadata()?.len();
-            if current < offset {
-                return Err(StorageError::Io(io::Error::other(format!(
-                    "upload {upload} holds {current} bytes, expected at least {offset}"
-                ))));
-            }
-            if current > offset {
-                file.set_len(offset)?;
-            }
-            file.seek(SeekFrom::Start(offset))?;
-            let mut out = UploadWriter::new(file);
-            let mut len = offset;
-            let mut wrote = false;
-            while let Some(chunk) = rx.blocking_recv() {
-                out.write(&chunk)?;
-                len += chunk.len() as u64;
-                wrote = true;
-            }
-            let file = out.finish()?;
-            if wrote && let Some(o) = &observer {
-                o(Op::Write {
-                    upload: upload.clone(),
-                });
-            }
-            if durable {
-                file.sync_data()?;
-                if let Some(o) = &observer {
-                    o(Op::FileSync {
-                        upload: upload.clone(),
-                    });
-                }
-                if created {
-                    sync_dir(&uploads_dir)?;
-                }
-            }
-            Ok(len)
-        });
-        // Feed both; a body error stops feeding and is reported after the writer ends.
+        let target = AppendTarget {
+            path: self.upload_path(id)?,
+            offset,
+            durable,
+            upload: id.to_string(),
+            uploads_dir: self.root.join("uploads"),
+            observer: self.observer.clone(),
+        };
+        // Gather the start of the body: a small one (configs, small layers, manifests' blobs)
+        // is hashed and written by a single blocking task; a larger one streams through two.
+        let mut head = Vec::new();
+        let mut head_len = 0;
         let mut body_err = None;
-        while let Some(item) = body.next().await {
-            match item {
-                Ok(chunk) if chunk.is_empty() => {}
-                Ok(chunk) => {
-                    if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
-                        break; // a worker failed; its error is returned below
-                    }
+        let mut ended = false;
+        while head_len < SMALL_BODY {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    head_len += chunk.len();
+                    head.push(chunk);
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     body_err = Some(e);
+                    ended = true;
+                    break;
+                }
+                None => {
+                    ended = true;
                     break;
                 }
             }
         }
-        drop(tx);
-        drop(htx);
-        let len = writer.run().await?;
-        let hasher = hashing.run().await?;
+        let (len, hasher) = if ended {
+            blocking(move || {
+                let mut hasher = hasher;
+                let mut w = target.open()?;
+                for chunk in &head {
+                    hasher.update(chunk);
+                    w.write(chunk)?;
+                }
+                let len = target.close(w, offset + head_len as u64)?;
+                Ok((len, hasher))
+            })
+            .run()
+            .await?
+        } else {
+            let (len, hasher, err) = stream_append(target, hasher, head, body).await?;
+            body_err = err;
+            (len, hasher)
+        };
         if let Some(e) = body_err {
             return Err(StorageError::Body(e));
         }

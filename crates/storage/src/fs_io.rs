@@ -27,19 +27,27 @@ pub const READ_CHUNK: usize = 1024 * 1024;
 /// progressively from a helper thread.
 pub struct UploadWriter {
     file: File,
+    /// The file was created by this append (its directory entry needs an fsync too).
+    created: bool,
     gather: Vec<u8>,
     since_flush: u64,
     flusher: Option<(SyncSender<()>, JoinHandle<io::Result<()>>)>,
 }
 
 impl UploadWriter {
-    pub fn new(file: File) -> UploadWriter {
+    pub fn new(file: File, created: bool) -> UploadWriter {
         UploadWriter {
             file,
+            created,
             gather: Vec::new(),
             since_flush: 0,
             flusher: None,
         }
+    }
+
+    /// Whether the file was created for this append.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// Append a chunk.
@@ -139,7 +147,7 @@ mod tests {
     fn writer_keeps_order_across_small_and_large_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut w = UploadWriter::new(File::create(&path).unwrap());
+        let mut w = UploadWriter::new(File::create(&path).unwrap(), true);
         let mut want = Vec::new();
         for i in 0..200u32 {
             let len = if i % 7 == 0 {

@@ -386,6 +386,11 @@ mod tests {
         Registry::new(Arc::new(blobs), Arc::new(meta), Settings::default())
     }
 
+    /// A request body of one chunk.
+    fn once(bytes: &'static [u8]) -> ByteStream {
+        Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(bytes))]))
+    }
+
     fn start() -> StartRequest {
         StartRequest {
             digest: None,
@@ -413,8 +418,7 @@ mod tests {
             tokio::spawn(async move { r2.upload_patch(&repo2, &id2, None, None, body).await });
         tx.send(Ok(Bytes::from_static(b"abc"))).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let second: ByteStream =
-            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"zzz"))]));
+        let second: ByteStream = once(b"zzz");
         let err = reg
             .upload_patch(&repo, &id, None, None, second)
             .await
@@ -423,8 +427,7 @@ mod tests {
         drop(tx);
         assert_eq!(first.await.unwrap().unwrap(), 3);
         // Released: the next writer proceeds from the acknowledged offset.
-        let third: ByteStream =
-            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"def"))]));
+        let third: ByteStream = once(b"def");
         assert_eq!(
             reg.upload_patch(&repo, &id, None, None, third)
                 .await
@@ -447,17 +450,13 @@ mod tests {
             let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
                 panic!()
             };
-            let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-                b"hello ",
-            ))]));
+            let b: ByteStream = once(b"hello ");
             reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
             id
         };
         // A new registry instance (restart, or another server) has no hash state in memory.
         let reg = registry(dir.path());
-        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-            b"world",
-        ))]));
+        let b: ByteStream = once(b"world");
         let d = Digest::of(Algorithm::Sha256, b"hello world");
         reg.upload_finish(&repo, &id, &d, None, None, Some(b))
             .await
@@ -474,18 +473,14 @@ mod tests {
             let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
                 panic!()
             };
-            let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-                b"hello ",
-            ))]));
+            let b: ByteStream = once(b"hello ");
             reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
             id
         };
         // Change the stored prefix behind the registry's back: only a re-read would notice.
         std::fs::write(dir.path().join("uploads").join(&id), b"HELLO ").unwrap();
         let reg = registry(dir.path());
-        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-            b"world",
-        ))]));
+        let b: ByteStream = once(b"world");
         let d = Digest::of(Algorithm::Sha256, b"hello world");
         reg.upload_finish(&repo, &id, &d, None, None, Some(b))
             .await
@@ -502,9 +497,7 @@ mod tests {
             let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
                 panic!()
             };
-            let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-                b"hello world",
-            ))]));
+            let b: ByteStream = once(b"hello world");
             reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
             // The final PUT got as far as publishing the blob, then the process died.
             reg.blobs.upload_commit(&id, &d).await.unwrap();
@@ -532,15 +525,11 @@ mod tests {
         let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
             panic!()
         };
-        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-            b"hello ",
-        ))]));
+        let b: ByteStream = once(b"hello ");
         reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
         // Another repository publishes "hello world" through its own upload.
         let other = RepoName::parse("o").unwrap();
-        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-            b"hello world",
-        ))]));
+        let body: ByteStream = once(b"hello world");
         let req = StartRequest {
             digest: Some(d.clone()),
             body: Some(body),
@@ -548,14 +537,10 @@ mod tests {
         };
         reg.upload_start(&other, req).await.unwrap();
         // This session was published under the same digest by a crashed finish, then resumed.
-        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-            b"world",
-        ))]));
+        let b: ByteStream = once(b"world");
         reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
         reg.blobs.upload_commit(&id, &d).await.unwrap();
-        let b: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-            b"!!!!!",
-        ))]));
+        let b: ByteStream = once(b"!!!!!");
         let err = reg
             .upload_finish(&repo, &id, &d, None, None, Some(b))
             .await

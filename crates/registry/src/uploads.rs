@@ -454,7 +454,7 @@ mod tests {
             reg.upload_patch(&repo, &id, None, None, b).await.unwrap();
             id
         };
-        // A new registry instance (restart, or another server) has no hash state in memory.
+        // A new registry instance (a restart, or another server) continues from what is stored.
         let reg = registry(dir.path());
         let b: ByteStream = once(b"world");
         let d = Digest::of(Algorithm::Sha256, b"hello world");

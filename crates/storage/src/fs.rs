@@ -4,11 +4,11 @@
 //! "rename" step) of a complete, verified, fsynced upload file, followed by an fsync of the
 //! directory. The upload name is removed only after the metadata commit, so a crash between the
 //! two leaves a resumable session, and an append to such a session first copies its bytes away
-//! from the published inode. So after a crash a blob
-//! path either holds the whole verified content or does not exist. Upload ids are validated
-//! before they touch a path (they come from URLs). Request bodies are streamed through a bounded
-//! channel into one blocking writer that hashes and writes, so memory stays flat and receiving,
-//! hashing and writing overlap.
+//! from the published inode. So after a crash a blob path either holds the whole verified
+//! content or does not exist. Upload ids are validated before they touch a path (they come from
+//! URLs). A small body is hashed and written by one blocking task; a large one streams through
+//! bounded channels to a hashing thread and a writing thread, so memory stays flat and
+//! receiving, hashing and writing overlap.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};

@@ -13,15 +13,21 @@ use async_trait::async_trait;
 use stowage_oci::{Algorithm, Digest};
 
 /// Metadata failures. Everything here is an internal error to the client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MetadataError {
+    /// The store's disk is full: the write was rolled back.
+    #[error("metadata store is full")]
+    Full,
     #[error("metadata store: {0}")]
     Backend(String),
 }
 
 impl From<rusqlite::Error> for MetadataError {
     fn from(e: rusqlite::Error) -> Self {
-        MetadataError::Backend(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => MetadataError::Full,
+            _ => MetadataError::Backend(e.to_string()),
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     /// An unsatisfiable blob `Range`. The spec has no code for it, so it is rendered as a bare
     /// 416 with `Content-Range` and no JSON error body (the code field must be a spec code).
     RangeInvalid,
+    /// The registry's disk is full (507). Like `RangeInvalid`, not a spec code: rendered with a
+    /// plain-text body.
+    StorageFull,
     Internal,
 }
 
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::StorageFull => "STORAGE_FULL",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
@@ -72,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::RangeInvalid => 416,
+            ErrorCode::StorageFull => 507,
             ErrorCode::Internal => 500,
         }
     }

@@ -101,6 +101,14 @@ impl Error {
         )
     }
 
+    /// The disk behind the blob or metadata store is full: 507, and nothing was stored.
+    pub fn storage_full() -> Error {
+        Error::new(
+            ErrorCode::StorageFull,
+            "the registry's storage is full; nothing was stored. Free space on the registry and retry",
+        )
+    }
+
     pub fn unsupported(what: &str) -> Error {
         Error::new(
             ErrorCode::Unsupported,
@@ -121,7 +129,10 @@ impl fmt::Display for Error {
 
 impl From<MetadataError> for Error {
     fn from(e: MetadataError) -> Error {
-        Error::internal(e)
+        match e {
+            MetadataError::Full => Error::storage_full(),
+            other => Error::internal(other),
+        }
     }
 }
 
@@ -146,6 +157,7 @@ impl From<StorageError> for Error {
                 }
             }
             StorageError::NotFound => Error::internal("stored data missing"),
+            StorageError::Full => Error::storage_full(),
             StorageError::Io(e) => Error::internal(e),
         }
     }

@@ -14,8 +14,9 @@ pub fn render(e: &Error, head: bool) -> Response<Body> {
         tracing::error!(cause = %cause, "internal error");
     }
     // A code outside the spec's list must not appear in a JSON error body: such errors (an
-    // unsatisfiable range) are answered with their status and a plain-text message.
-    let (body, content_type) = if e.code == ErrorCode::RangeInvalid {
+    // unsatisfiable range, a full disk) are answered with their status and a plain-text message.
+    let (body, content_type) = if matches!(e.code, ErrorCode::RangeInvalid | ErrorCode::StorageFull)
+    {
         (
             format!("{}\n", e.message).into_bytes(),
             "text/plain; charset=utf-8",

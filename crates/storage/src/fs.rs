@@ -196,7 +196,10 @@ async fn stream_append(
         let mut w = target.open()?;
         let mut len = target.offset;
         while let Some(chunk) = rx.blocking_recv() {
-            w.write(&chunk)?;
+            if let Err(e) = w.write(&chunk) {
+                w.abandon(target.offset);
+                return Err(e.into());
+            }
             len += chunk.len() as u64;
         }
         target.close(w, len)
@@ -208,7 +211,10 @@ async fn stream_append(
             Ok(chunk) if chunk.is_empty() => {}
             Ok(chunk) => {
                 if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
-                    break; // a worker failed; its error is returned below
+                    // A worker failed (its error is returned below). Read a bounded rest of the
+                    // body so the client gets the error response rather than a reset.
+                    drain(&mut feed, DRAIN_AFTER_ERROR).await;
+                    break;
                 }
             }
             Err(e) => {
@@ -222,6 +228,23 @@ async fn stream_append(
     let len = writer.run().await?;
     let hasher = hashing.run().await?;
     Ok((len, hasher, body_err))
+}
+
+/// How much of a failed upload's body is still read (and dropped) so the client sees the error.
+const DRAIN_AFTER_ERROR: u64 = 64 * 1024 * 1024;
+
+/// Read and drop up to `limit` bytes of what is left of a body.
+async fn drain(
+    body: &mut (impl futures_util::Stream<Item = io::Result<Bytes>> + Unpin),
+    limit: u64,
+) {
+    let mut seen = 0;
+    while seen < limit {
+        match body.next().await {
+            Some(Ok(chunk)) => seen += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// Hash every chunk received, on a blocking thread.
@@ -347,7 +370,10 @@ impl BlobStore for FsBlobStore {
                 let mut w = target.open()?;
                 for chunk in &head {
                     hasher.update(chunk);
-                    w.write(chunk)?;
+                    if let Err(e) = w.write(chunk) {
+                        w.abandon(offset);
+                        return Err(e.into());
+                    }
                 }
                 let len = target.close(w, offset + head_len as u64)?;
                 Ok((len, hasher))

@@ -104,6 +104,17 @@ impl UploadWriter {
         Ok(())
     }
 
+    /// Undo a failed append: drop everything past `len` (so a full disk gets its space back
+    /// and the upload stays as acknowledged).
+    pub fn abandon(mut self, len: u64) {
+        self.gather.clear();
+        if let Some((tx, handle)) = self.flusher.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        let _ = self.file.set_len(len);
+    }
+
     /// Write what is gathered, stop the flusher, and return the file.
     pub fn finish(mut self) -> io::Result<File> {
         self.drain()?;

@@ -51,9 +51,21 @@ pub enum StorageError {
     /// Reading the request body failed (client went away, timed out, or sent too much).
     #[error("request body: {0}")]
     Body(io::Error),
+    /// The backend is out of space (or quota).
+    #[error("storage is full")]
+    Full,
     /// The backend itself failed.
     #[error("storage I/O: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for StorageError {
+    fn from(e: io::Error) -> StorageError {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StorageError::Full,
+            _ => StorageError::Io(e),
+        }
+    }
 }
 
 /// The result of appending a body to an upload.

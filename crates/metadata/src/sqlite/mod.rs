@@ -21,7 +21,7 @@ use crate::{MetadataError, Result};
 /// Largest number of writes folded into one commit.
 const MAX_BATCH: usize = 256;
 
-type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Completion = Box<dyn FnOnce(std::result::Result<(), MetadataError>) + Send>;
 /// A queued write: run it on the connection (or, with `None`, just fail it), returning whether
 /// its statements succeeded and how to answer its caller once the commit outcome is known.
 type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
@@ -82,7 +82,7 @@ impl SqliteStore {
                 let r = match (out, committed) {
                     (Ok(v), Ok(())) => Ok(v),
                     (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(MetadataError::Backend(e)),
+                    (Ok(_), Err(e)) => Err(e),
                 };
                 let _ = tx.send(r);
             });
@@ -144,15 +144,16 @@ fn writer_loop(
         let mut completions = Vec::with_capacity(jobs.len());
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "metadata: cannot begin transaction");
+            let err = MetadataError::from(e);
             for job in jobs {
-                job(None).1(Err(e.to_string()));
+                job(None).1(Err(err.clone()));
             }
             continue;
         }
         for job in jobs {
             // Each write in its own savepoint: a failing write is undone alone, the rest commit.
             if let Err(e) = conn.execute_batch("SAVEPOINT w") {
-                job(None).1(Err(e.to_string()));
+                job(None).1(Err(MetadataError::from(e)));
                 continue;
             }
             let (ok, done) = job(Some(&conn));
@@ -162,7 +163,7 @@ fn writer_loop(
             let _ = conn.execute_batch("RELEASE w");
             completions.push(done);
         }
-        let result = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let result = conn.execute_batch("COMMIT").map_err(MetadataError::from);
         if result.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         } else if let Some(o) = &observer {

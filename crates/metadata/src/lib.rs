@@ -150,7 +150,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         last: Option<&str>,
         limit: usize,
     ) -> Result<Option<Vec<String>>>;
-    /// Repository names after `last` in byte order, at most `limit`.
+    /// Names of repositories holding any manifest or blob, after `last` in byte order, at
+    /// most `limit`.
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>>;
     /// Manifests in `repo` whose subject is `subject`, optionally filtered by artifact type.
     async fn referrers(

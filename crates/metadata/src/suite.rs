@@ -222,7 +222,18 @@ pub async fn run(store: &dyn MetadataStore) {
             .is_empty()
     );
 
-    // Catalog.
+    // Catalog: repositories holding something; an emptied one drops out.
+    store.link_blob("emptied", &blob, 4).await.unwrap();
+    assert!(
+        store
+            .list_repos(None, 10)
+            .await
+            .unwrap()
+            .contains(&"emptied".to_string())
+    );
+    store.unlink_blob("emptied", &blob).await.unwrap();
+    // "b" was emptied above too; give it a blob again so it is listed.
+    store.link_blob("b", &blob, 4).await.unwrap();
     assert_eq!(
         store.list_repos(None, 10).await.unwrap(),
         vec!["a".to_string(), "b".to_string()]

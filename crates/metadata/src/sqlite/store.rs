@@ -342,8 +342,12 @@ impl MetadataStore for SqliteStore {
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
         let last = last.unwrap_or("").to_string();
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT name FROM repos r WHERE name > ?1
+                   AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id)
+                        OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo_id = r.id))
+                 ORDER BY name LIMIT ?2",
+            )?;
             let rows = stmt.query_map(params![last, limit as i64], |r| r.get(0))?;
             rows.collect()
         })

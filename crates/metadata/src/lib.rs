@@ -6,11 +6,15 @@
 //! mutation is durable when its future resolves. Ordering is byte order everywhere (SQLite's
 //! BINARY collation), so paging is identical across backends. `suite` holds the shared tests.
 
+pub mod auth;
+pub mod auth_suite;
 pub mod sqlite;
 pub mod suite;
 
 use async_trait::async_trait;
 use stowage_oci::{Algorithm, Digest};
+
+pub use auth::{AuthStore, RefreshRecord, SigningKeyRecord, TokenRecord, UserRecord};
 
 /// Metadata failures. Everything here is an internal error to the client.
 #[derive(Debug, Clone, thiserror::Error)]

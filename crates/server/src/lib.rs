@@ -16,7 +16,9 @@ pub mod config;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod listener;
 pub mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

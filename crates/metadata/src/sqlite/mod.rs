@@ -6,6 +6,7 @@
 //! instead of queueing behind one each. Reads run on a small pool of WAL reader connections on
 //! the blocking thread pool and never wait for the writer.
 
+mod auth_store;
 mod schema;
 mod store;
 

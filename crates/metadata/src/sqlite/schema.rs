@@ -71,6 +71,48 @@ CREATE TABLE secrets (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE auth_revision (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+INSERT INTO auth_revision (id, value) VALUES (1, 0);
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    admin INTEGER NOT NULL,
+    grants TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    created INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    scopes TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER,
+    last_used INTEGER
+) WITHOUT ROWID;
+CREATE INDEX tokens_by_user ON tokens(user);
+CREATE TABLE refresh_tokens (
+    hash BLOB PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    service TEXT NOT NULL,
+    cred TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX refresh_by_cred ON refresh_tokens(cred);
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    pkcs8 BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    sign_until INTEGER NOT NULL,
+    verify_until INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Connection settings shared by the writer and the readers.

@@ -478,6 +478,13 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn passes_shared_auth_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+        crate::auth_suite::run(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");

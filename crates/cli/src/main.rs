@@ -1,6 +1,7 @@
 //! The `stowage` binary: a thin command-line layer over the server crate.
 //!
-//! `stowage serve` runs the registry; `stowage config check` validates a configuration file.
+//! `stowage serve` runs the registry; `stowage config check` validates a configuration file;
+//! `stowage user` and `stowage token` manage accounts (see `accounts_cmd`).
 //! Configuration is layered defaults -> file (`--config` / `STOWAGE_CONFIG`) -> environment
 //! and flags (each flag has a `STOWAGE_*` variable; an explicit flag wins over the variable).
 
@@ -10,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use stowage_server::Config;
+
+mod accounts_cmd;
+mod remote;
+
+use accounts_cmd::{Target, TokenCommand, UserCommand};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +35,20 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage users (on a store with --data/--config, or a server with --server).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage access tokens (on a store with --data/--config, or a server with --server).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(clap::Args)]
@@ -48,6 +68,22 @@ struct ServeArgs {
     /// Log filter, e.g. info or debug (config key `log.level`).
     #[arg(long, env = "STOWAGE_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Require credentials (config key `auth.enabled`).
+    #[arg(long, env = "STOWAGE_AUTH")]
+    auth: bool,
+    /// A repository pattern anyone may pull, e.g. 'library/**' (repeatable; `auth.public`).
+    #[arg(long = "public")]
+    public: Vec<String>,
+    /// Serve HTTPS with a generated development certificate kept in the data directory
+    /// (`tls.self_signed`); its CA file is printed at start.
+    #[arg(long, env = "STOWAGE_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
+    /// PEM certificate chain for HTTPS (`tls.cert`).
+    #[arg(long, env = "STOWAGE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (`tls.key`).
+    #[arg(long, env = "STOWAGE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -76,13 +112,49 @@ fn serve_config(args: ServeArgs) -> Result<Config, String> {
     if let Some(l) = args.log_level {
         config.log.level = l;
     }
+    if args.auth {
+        config.auth.enabled = true;
+    }
+    config.auth.public.extend(args.public);
+    if args.tls_self_signed {
+        config.tls.self_signed = true;
+    }
+    if let Some(c) = args.tls_cert {
+        config.tls.cert = Some(c);
+    }
+    if let Some(k) = args.tls_key {
+        config.tls.key = Some(k);
+    }
     config.check()?;
     Ok(config)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn finish(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::User { command, target } => {
+            finish(runtime().and_then(|rt| rt.block_on(accounts_cmd::user(command, &target))))
+        }
+        Command::Token { command, target } => {
+            finish(runtime().and_then(|rt| rt.block_on(accounts_cmd::token(command, &target))))
+        }
         Command::Config(ConfigCommand::Check { file }) => match Config::from_file(&file) {
             Ok(_) => {
                 println!("{}: configuration is valid", file.display());
@@ -112,10 +184,27 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = rt.block_on(stowage_server::serve(config, |addr, data| {
+            let result = rt.block_on(stowage_server::serve(config, |ready| {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "stowage listening on http://{addr}");
-                let _ = writeln!(out, "data directory: {}", data.display());
+                let scheme = if ready.https { "https" } else { "http" };
+                let _ = writeln!(out, "stowage listening on {scheme}://{}", ready.addr);
+                let _ = writeln!(out, "data directory: {}", ready.data_dir.display());
+                if let Some(ca) = &ready.ca_cert {
+                    let _ = writeln!(
+                        out,
+                        "development CA certificate (trust it in clients): {}",
+                        ca.display()
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "authentication: {}",
+                    if ready.auth {
+                        "on"
+                    } else {
+                        "off (anyone may push and pull)"
+                    }
+                );
                 let _ = out.flush();
             }));
             match result {

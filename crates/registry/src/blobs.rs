@@ -18,6 +18,11 @@ pub struct BlobBody {
     pub stream: ByteStream,
 }
 
+/// How many repositories holding a blob are considered for a mount without `from`: enough that
+/// a caller who can read only a few of many holders still finds one, bounded so a popular blob
+/// does not make a mount expensive.
+const MOUNT_CANDIDATES: usize = 1000;
+
 impl Registry {
     /// Size of a blob visible in `repo`, or BLOB_UNKNOWN.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
@@ -75,14 +80,17 @@ impl Registry {
     }
 
     /// Try to mount `digest` into `repo`. With `from`, only from that repository; without, from
-    /// any repository holding it (later: any the caller may read). Returns false when nothing
-    /// was mounted, so the caller starts a normal upload and existence elsewhere stays hidden.
+    /// any repository holding it; either way only from repositories `readable` allows (all,
+    /// when None). Returns false when nothing was mounted, so the caller starts a normal upload
+    /// and existence elsewhere stays hidden.
     pub async fn blob_mount(
         &self,
         repo: &RepoName,
         digest: &Digest,
         from: Option<&RepoName>,
+        readable: Option<&crate::uploads::Readable>,
     ) -> Result<bool> {
+        let may_read = |name: &str| readable.is_none_or(|f| f(name));
         if self
             .meta
             .blob_in_repo(repo.as_str(), digest)
@@ -92,13 +100,16 @@ impl Registry {
             return Ok(true);
         }
         let size = match from {
-            Some(from) => self.meta.blob_in_repo(from.as_str(), digest).await?,
+            Some(from) if may_read(from.as_str()) => {
+                self.meta.blob_in_repo(from.as_str(), digest).await?
+            }
+            Some(_) => None,
             None => self
                 .meta
-                .repos_with_blob(digest, 1)
+                .repos_with_blob(digest, MOUNT_CANDIDATES)
                 .await?
                 .into_iter()
-                .next()
+                .find(|(name, _)| may_read(name))
                 .map(|(_, s)| s),
         };
         let Some(size) = size else { return Ok(false) };

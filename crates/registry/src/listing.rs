@@ -37,10 +37,33 @@ impl Registry {
         Ok(paginate(items, size))
     }
 
-    /// Repository names after `last`.
-    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
+    /// Repository names after `last` that `readable` allows (all, when None). Filtering
+    /// happens before paging, so a page is full whenever more visible names follow and no
+    /// page, count or `Link` reveals a hidden repository.
+    pub async fn catalog(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+        readable: Option<&crate::uploads::Readable>,
+    ) -> Result<Page> {
         let size = self.page_size(n);
-        let items = self.meta.list_repos(last, size + 1).await?;
+        let Some(readable) = readable else {
+            let items = self.meta.list_repos(last, size + 1).await?;
+            return Ok(paginate(items, size));
+        };
+        let mut items = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        let batch = (size + 1).clamp(64, 10_000);
+        while items.len() <= size {
+            let got = self.meta.list_repos(cursor.as_deref(), batch).await?;
+            let done = got.len() < batch;
+            cursor = got.last().cloned();
+            items.extend(got.into_iter().filter(|name| readable(name)));
+            if done {
+                break;
+            }
+        }
+        items.truncate(size + 1);
         Ok(paginate(items, size))
     }
 

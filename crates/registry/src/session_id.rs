@@ -4,7 +4,8 @@
 //! algorithm and the creation time, bound to the repository by an HMAC under a key kept in the
 //! metadata store (so every instance can check ids any other issued). A session gets a metadata
 //! row only when its first bytes arrive. Ids are path-safe (`[0-9a-z-]`), unguessable, refused
-//! for any other repository, and refused once older than the purge age.
+//! for any other repository or owner (the authenticated subject that opened the session), and
+//! refused once older than the purge age.
 
 use aws_lc_rs::hmac;
 use stowage_oci::Algorithm;
@@ -39,27 +40,41 @@ fn tag_alg(c: char) -> Option<Algorithm> {
     }
 }
 
-fn signed_part(body: &str, repo: &str) -> Vec<u8> {
+fn signed_part(body: &str, repo: &str, owner: &str) -> Vec<u8> {
     let mut m = body.as_bytes().to_vec();
     m.push(0);
     m.extend_from_slice(repo.as_bytes());
+    // Without authentication there is no owner, and the MAC stays what it was before owners
+    // existed, so sessions survive an upgrade.
+    if !owner.is_empty() {
+        m.push(0);
+        m.extend_from_slice(owner.as_bytes());
+    }
     m
 }
 
-/// Issue an id for a new session of `repo`.
-pub fn issue(key: &hmac::Key, random: &[u8; 16], repo: &str, claims: SessionClaims) -> String {
+/// Issue an id for a new session of `repo` opened by `owner` (the authenticated subject, or
+/// empty without authentication).
+pub fn issue(
+    key: &hmac::Key,
+    random: &[u8; 16],
+    repo: &str,
+    owner: &str,
+    claims: SessionClaims,
+) -> String {
     let body = format!(
         "{}-{}{:x}",
         hex(random),
         alg_tag(claims.algorithm),
         claims.created.max(0)
     );
-    let tag = hmac::sign(key, &signed_part(&body, repo));
+    let tag = hmac::sign(key, &signed_part(&body, repo, owner));
     format!("{body}-{}", hex(&tag.as_ref()[..16]))
 }
 
-/// Check an id against `repo`; None when it was not issued for it (or is malformed).
-pub fn verify(key: &hmac::Key, id: &str, repo: &str) -> Option<SessionClaims> {
+/// Check an id against `repo` and `owner`; None when it was not issued for both (or is
+/// malformed).
+pub fn verify(key: &hmac::Key, id: &str, repo: &str, owner: &str) -> Option<SessionClaims> {
     let (body, mac_hex) = id.rsplit_once('-')?;
     let (random, meta) = body.split_once('-')?;
     if random.len() != 32 || mac_hex.len() != 32 || meta.len() < 2 || meta.len() > 17 {
@@ -71,7 +86,7 @@ pub fn verify(key: &hmac::Key, id: &str, repo: &str) -> Option<SessionClaims> {
     let mac: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(mac_hex.get(2 * i..2 * i + 2)?, 16).ok())
         .collect::<Option<_>>()?;
-    let full = hmac::sign(key, &signed_part(body, repo));
+    let full = hmac::sign(key, &signed_part(body, repo, owner));
     // Constant-time comparison of the truncated tag.
     let diff = full.as_ref()[..16]
         .iter()
@@ -94,19 +109,36 @@ mod tests {
             algorithm: Algorithm::Sha512,
             created: 1_700_000_000,
         };
-        let id = issue(&key(1), &[7; 16], "team/app", claims);
+        let id = issue(&key(1), &[7; 16], "team/app", "", claims);
         assert!(
             id.bytes()
                 .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-'),
             "{id}"
         );
-        assert_eq!(verify(&key(1), &id, "team/app"), Some(claims));
+        assert_eq!(verify(&key(1), &id, "team/app", ""), Some(claims));
         assert_eq!(
-            verify(&key(1), &id, "team/other"),
+            verify(&key(1), &id, "team/other", ""),
             None,
             "bound to its repository"
         );
-        assert_eq!(verify(&key(2), &id, "team/app"), None, "bound to the key");
+        assert_eq!(
+            verify(&key(2), &id, "team/app", ""),
+            None,
+            "bound to the key"
+        );
+        assert_eq!(
+            verify(&key(1), &id, "team/app", "eve"),
+            None,
+            "bound to no owner"
+        );
+        let owned = issue(&key(1), &[7; 16], "team/app", "alice", claims);
+        assert_eq!(verify(&key(1), &owned, "team/app", "alice"), Some(claims));
+        assert_eq!(
+            verify(&key(1), &owned, "team/app", "bob"),
+            None,
+            "bound to its owner"
+        );
+        assert_eq!(verify(&key(1), &owned, "team/app", ""), None);
     }
 
     #[test]
@@ -115,6 +147,7 @@ mod tests {
             &key(1),
             &[9; 16],
             "r",
+            "",
             SessionClaims {
                 algorithm: Algorithm::Sha256,
                 created: 100,
@@ -128,7 +161,7 @@ mod tests {
                 }
                 t[i] = c;
                 let t: String = t.into_iter().collect();
-                assert_eq!(verify(&key(1), &t, "r"), None, "{t}");
+                assert_eq!(verify(&key(1), &t, "r", ""), None, "{t}");
             }
         }
         for junk in [
@@ -139,7 +172,7 @@ mod tests {
             "x".repeat(200).as_str(),
             "../../etc",
         ] {
-            assert_eq!(verify(&key(1), junk, "r"), None);
+            assert_eq!(verify(&key(1), junk, "r", ""), None);
         }
     }
 }

@@ -33,7 +33,15 @@ pub struct StartRequest {
     pub algorithm: Option<Algorithm>,
     /// The body, when the POST carries one (single-POST monolithic upload).
     pub body: Option<ByteStream>,
+    /// Who opens the session (empty without authentication): every later request on it must
+    /// come from the same subject.
+    pub owner: String,
+    /// Which repositories the caller may read, for mounts (None: all of them).
+    pub readable: Option<Readable>,
 }
+
+/// A predicate over repository names: may the caller pull from it?
+pub type Readable = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// A chunk's declared position.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +97,9 @@ impl Registry {
     /// Handle `POST /v2/<name>/blobs/uploads/`.
     pub async fn upload_start(&self, repo: &RepoName, req: StartRequest) -> Result<Started> {
         if let Some(mount) = &req.mount
-            && self.blob_mount(repo, mount, req.from.as_ref()).await?
+            && self
+                .blob_mount(repo, mount, req.from.as_ref(), req.readable.as_ref())
+                .await?
         {
             return Ok(Started::Mounted {
                 digest: mount.clone(),
@@ -115,6 +125,7 @@ impl Registry {
             self.session_key().await?,
             &random128()?,
             repo.as_str(),
+            &req.owner,
             claims,
         );
         Ok(Started::Session { id })
@@ -138,9 +149,27 @@ impl Registry {
             .await
     }
 
-    /// Find a session and check it belongs to `repo`: its row once bytes arrived, otherwise
-    /// the claims of its signed id. Ended and expired sessions are unknown.
-    async fn session(&self, repo: &RepoName, id: &str) -> Result<Upload> {
+    /// When a session `id` of `repo` owned by `owner` was opened (unix seconds), if the id is
+    /// genuine and the session still young enough to use. Authentication uses it to let the
+    /// subject that opened a session finish it after its token expired.
+    pub async fn upload_opened_at(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        owner: &str,
+    ) -> Result<Option<i64>> {
+        let key = self.session_key().await?;
+        Ok(session_id::verify(key, id, repo.as_str(), owner)
+            .map(|c| c.created)
+            .filter(|created| now() - created <= self.settings.upload_purge_after as i64))
+    }
+
+    /// Find a session and check it belongs to `repo` and `owner`: the signed id proves both,
+    /// then its row (once bytes arrived) or the id's claims give its state. Ended and expired
+    /// sessions are unknown.
+    async fn session(&self, repo: &RepoName, id: &str, owner: &str) -> Result<Upload> {
+        let claims = session_id::verify(self.session_key().await?, id, repo.as_str(), owner)
+            .ok_or_else(Error::upload_unknown)?;
         if let Some(u) = self.meta.get_upload(id).await? {
             return if u.repo == repo.as_str() && !u.ended {
                 Ok(u)
@@ -148,8 +177,6 @@ impl Registry {
                 Err(Error::upload_unknown())
             };
         }
-        let claims = session_id::verify(self.session_key().await?, id, repo.as_str())
-            .ok_or_else(Error::upload_unknown)?;
         if now() - claims.created > self.settings.upload_purge_after as i64 {
             return Err(Error::upload_unknown());
         }
@@ -216,12 +243,13 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: &str,
+        owner: &str,
         range: Option<ChunkRange>,
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
         let _busy = BusyGuard::take(self, id)?;
-        let up = self.session(repo, id).await?;
+        let up = self.session(repo, id, owner).await?;
         Self::check_range(&up, range, content_length)?;
         let hasher = self.hasher_at(&up, up.algorithm).await?;
         let appended = self
@@ -247,8 +275,8 @@ impl Registry {
     }
 
     /// Handle `GET <location>`: the acknowledged offset.
-    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<u64> {
-        Ok(self.session(repo, id).await?.offset)
+    pub async fn upload_status(&self, repo: &RepoName, id: &str, owner: &str) -> Result<u64> {
+        Ok(self.session(repo, id, owner).await?.offset)
     }
 
     /// The `Range` header value for an offset.
@@ -257,17 +285,19 @@ impl Registry {
     }
 
     /// Handle the final PUT with `?digest=`, optionally carrying the last chunk.
+    #[allow(clippy::too_many_arguments)]
     pub async fn upload_finish(
         &self,
         repo: &RepoName,
         id: &str,
+        owner: &str,
         digest: &Digest,
         range: Option<ChunkRange>,
         content_length: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<()> {
         let _busy = BusyGuard::take(self, id)?;
-        let up = self.session(repo, id).await?;
+        let up = self.session(repo, id, owner).await?;
         Self::check_range(&up, range, content_length)?;
         let hasher = self.hasher_at(&up, up.algorithm).await?;
         let body = body.unwrap_or_else(|| Box::pin(futures_util::stream::empty()));
@@ -334,8 +364,8 @@ impl Registry {
     }
 
     /// Handle `DELETE <location>`.
-    pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let up = self.session(repo, id).await?;
+    pub async fn upload_cancel(&self, repo: &RepoName, id: &str, owner: &str) -> Result<()> {
+        let up = self.session(repo, id, owner).await?;
         let id = up.id.clone();
         self.meta
             .save_upload(&Upload {

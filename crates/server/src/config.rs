@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::config_security::{AuthConfig, TlsConfig};
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +33,8 @@ pub struct Config {
     pub manifests: ManifestsConfig,
     pub listing: ListingConfig,
     pub metrics: MetricsConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
 }
 
 /// `[log]`
@@ -98,6 +102,8 @@ impl Default for Config {
             manifests: ManifestsConfig::default(),
             listing: ListingConfig::default(),
             metrics: MetricsConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -167,7 +173,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
@@ -186,7 +192,7 @@ impl Cidr {
         let addr: IpAddr = a
             .trim()
             .parse()
-            .map_err(|_| format!("invalid address {s:?} in metrics.allow"))?;
+            .map_err(|_| format!("invalid address {s:?}: use an IP address or CIDR range"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             None => max,
@@ -265,6 +271,8 @@ impl Config {
             return Err("uploads.purge_interval must be positive".into());
         }
         self.metrics_allow()?;
+        self.auth.check()?;
+        self.tls.check()?;
         Ok(())
     }
 

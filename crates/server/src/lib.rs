@@ -6,17 +6,23 @@
 //! - `handlers`: one module per endpoint group.
 //! - `error`: the only place registry errors become HTTP responses.
 //! - `metrics`: Prometheus counters and histograms, labelled by route template.
-//! - `serve` (here): building the stores, the request pipeline, the listener, background
+//! - `auth`: who may do what (`--auth`), the token endpoint and the admin API.
+//! - `accounts`: user and token management shared by the admin API and the CLI.
+//! - `tls` / `listener`: HTTPS with certificate reload, and the accept loop.
+//! - `serve` (here): building the stores, the request pipeline, the listeners, background
 //!   purging of abandoned uploads, and graceful shutdown.
 //!
 //! This crate never touches SQL or the filesystem layout directly; it only names the backends
 //! when it opens them.
 
+pub mod accounts;
+pub mod auth;
 pub mod config;
+mod config_security;
 pub mod error;
 mod handlers;
-pub mod metrics;
 pub mod listener;
+pub mod metrics;
 pub mod routes;
 pub mod tls;
 
@@ -29,6 +35,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, Response, StatusCode, header};
 use bytes::Bytes;
+use stowage_metadata::AuthStore;
 use stowage_metadata::sqlite::SqliteStore;
 use stowage_oci::ErrorCode;
 use stowage_registry::{Error, Registry};
@@ -38,6 +45,8 @@ use tracing::Instrument;
 
 pub use config::Config;
 
+use crate::auth::Auth;
+use crate::auth::decide::{Need, Principal};
 use crate::config::Cidr;
 use crate::metrics::Metrics;
 
@@ -50,11 +59,46 @@ pub struct AppState {
     pub body_idle_timeout: Duration,
     metrics_enabled: bool,
     metrics_allow: Arc<Vec<Cidr>>,
+    /// Authentication, when on.
+    pub auth: Option<Arc<Auth>>,
+    /// Send Strict-Transport-Security on HTTPS responses.
+    hsts: bool,
+}
+
+/// What the server tells its starter once it accepts connections.
+pub struct Ready<'a> {
+    pub addr: SocketAddr,
+    pub https: bool,
+    pub data_dir: &'a std::path::Path,
+    /// The development CA clients must trust (with `--tls-self-signed`).
+    pub ca_cert: Option<std::path::PathBuf>,
+    pub auth: bool,
 }
 
 /// Open the embedded default stores (filesystem blobs + SQLite metadata) under `data_dir`.
 /// `observer`, when given, sees every durability-relevant operation in order (tests).
 pub fn open_registry(config: &Config, observer: Option<OpObserver>) -> Result<Registry, String> {
+    open_stores(config, observer).map(|(r, _)| r)
+}
+
+/// Open the auth store of a data directory (for `stowage user`/`token` on the store).
+pub fn open_auth_store(data_dir: &std::path::Path) -> Result<Arc<dyn AuthStore>, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let meta = SqliteStore::open(&data_dir.join("metadata.db")).map_err(|e| {
+        format!(
+            "cannot open metadata database in {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    Ok(Arc::new(meta))
+}
+
+/// Open the registry and the auth store over the same database.
+pub fn open_stores(
+    config: &Config,
+    observer: Option<OpObserver>,
+) -> Result<(Registry, Arc<dyn AuthStore>), String> {
     let data = config.data_dir();
     std::fs::create_dir_all(&data)
         .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
@@ -63,13 +107,12 @@ pub fn open_registry(config: &Config, observer: Option<OpObserver>) -> Result<Re
     if let Some(o) = &observer {
         blobs = blobs.with_observer(o.clone());
     }
-    let meta = SqliteStore::open_observed(&data.join("metadata.db"), observer)
-        .map_err(|e| format!("cannot open metadata database in {}: {e}", data.display()))?;
-    Ok(Registry::new(
-        Arc::new(blobs),
-        Arc::new(meta),
-        config.registry_settings(),
-    ))
+    let meta = Arc::new(
+        SqliteStore::open_observed(&data.join("metadata.db"), observer)
+            .map_err(|e| format!("cannot open metadata database in {}: {e}", data.display()))?,
+    );
+    let registry = Registry::new(Arc::new(blobs), meta.clone(), config.registry_settings());
+    Ok((registry, meta))
 }
 
 /// Build the application state for a registry and configuration.
@@ -80,6 +123,8 @@ pub fn app_state(config: &Config, registry: Registry) -> Result<AppState, String
         body_idle_timeout: config.body_idle_timeout,
         metrics_enabled: config.metrics.enabled,
         metrics_allow: Arc::new(config.metrics_allow()?),
+        auth: None,
+        hsts: config.tls.hsts,
     })
 }
 
@@ -127,7 +172,37 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let head = method == Method::HEAD;
+    let secure = req
+        .extensions()
+        .get::<listener::Secure>()
+        .is_some_and(|s| s.0);
     let (route, mut resp) = match path.as_str() {
+        "/auth/token" | "/auth/jwks" | "/.well-known/jwks.json" => match &state.auth {
+            None => (
+                "unknown",
+                plain(404, "authentication is off on this registry\n"),
+            ),
+            Some(auth) if path == "/auth/token" => {
+                let (parts, body) = req.into_parts();
+                let r = auth.token_endpoint(&parts, body, peer).await;
+                ("/auth/token", r.unwrap_or_else(|e| error::render(&e, head)))
+            }
+            Some(auth) => ("/auth/jwks", auth.jwks()),
+        },
+        p if p.starts_with("/admin/v1/") => match &state.auth {
+            None => (
+                "/admin/v1",
+                plain(
+                    403,
+                    "authentication is off on this server: manage users on its store (--data or --config)\n",
+                ),
+            ),
+            Some(auth) => {
+                let (parts, body) = req.into_parts();
+                let r = auth.admin_api(&parts, body, peer).await;
+                ("/admin/v1", r.unwrap_or_else(|e| error::render(&e, head)))
+            }
+        },
         "/healthz" => ("/healthz", plain(200, "ok\n")),
         "/readyz" => (
             "/readyz",
@@ -150,9 +225,19 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
                 let route = ep.template();
                 let span = tracing::info_span!("request", id = %rid, method = %method, route);
                 let (parts, body) = req.into_parts();
-                let result = handlers::handle(&state, ep, parts, body)
-                    .instrument(span)
-                    .await;
+                let result = async {
+                    let who = match &state.auth {
+                        None => Principal::open(),
+                        Some(auth) => {
+                            let need = Need::of(&ep, &parts.method);
+                            auth.authorize(&state.registry, &parts, peer, secure, &need)
+                                .await?
+                        }
+                    };
+                    handlers::handle(&state, &who, ep, parts, body).await
+                }
+                .instrument(span)
+                .await;
                 (route, result.unwrap_or_else(|e| error::render(&e, head)))
             }
         },
@@ -172,6 +257,12 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
     );
     if let Ok(v) = HeaderValue::from_str(&rid) {
         h.insert("X-Request-Id", v);
+    }
+    if secure && state.hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     resp
 }
@@ -215,14 +306,17 @@ async fn shutdown_signal() {
 }
 
 /// Run the registry until SIGTERM/SIGINT, then drain in-flight requests for at most
-/// `drain_timeout`. `on_ready` receives the bound address once connections are accepted.
-pub async fn serve(
-    config: Config,
-    on_ready: impl FnOnce(SocketAddr, &std::path::Path),
-) -> Result<(), String> {
-    let registry = open_registry(&config, None)?;
-    let state = app_state(&config, registry)?;
+/// `drain_timeout`. `on_ready` is told the bound address once connections are accepted.
+pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
+    let (registry, auth_store) = open_stores(&config, None)?;
+    let mut state = app_state(&config, registry)?;
+    if config.auth.enabled {
+        let auth = Auth::open(&config.auth, auth_store).await?;
+        auth.spawn_background();
+        state.auth = Some(auth);
+    }
     let addr = config.listen_addr()?;
+    let (acceptor, ca_cert) = start_tls(&config, addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -242,13 +336,30 @@ pub async fn serve(
         }
     });
 
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = rx.changed().await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(r) = &config.tls.redirect_listen {
+        let raddr: SocketAddr = r
+            .parse()
+            .map_err(|_| format!("invalid tls.redirect_listen {r:?}"))?;
+        let rl = tokio::net::TcpListener::bind(raddr)
+            .await
+            .map_err(|e| format!("cannot listen on {raddr}: {e}"))?;
+        let app = listener::redirect_router(local.port());
+        let rx = rx.clone();
+        tokio::spawn(async move {
+            let _ = listener::serve_connections(rl, None, app, rx).await;
+        });
+    }
+    let https = acceptor.is_some();
+    let app = router(state);
+    let handle = tokio::spawn(listener::serve_connections(listener, acceptor, app, rx));
+    on_ready(&Ready {
+        addr: local,
+        https,
+        data_dir: &config.data_dir(),
+        ca_cert,
+        auth: config.auth.enabled,
     });
-    let handle = tokio::spawn(async move { server.await });
-    on_ready(local, &config.data_dir());
     shutdown_signal().await;
     let _ = tx.send(true);
     match tokio::time::timeout(config.drain_timeout, handle).await {
@@ -261,6 +372,39 @@ pub async fn serve(
         ),
     }
     Ok(())
+}
+
+/// The TLS acceptor the configuration asks for (and the development CA, when self-signed).
+fn start_tls(
+    config: &Config,
+    addr: SocketAddr,
+) -> Result<(Option<tls::TlsAcceptor>, Option<std::path::PathBuf>), String> {
+    let t = &config.tls;
+    let (files, ca) = if t.self_signed {
+        let made = tls::self_signed(&config.data_dir().join("tls"), &t.hosts, addr)?;
+        if made.created {
+            tracing::info!(ca = %made.ca_cert.display(), "generated a development certificate");
+        }
+        (
+            tls::TlsFiles {
+                cert: made.cert,
+                key: made.key,
+            },
+            Some(made.ca_cert),
+        )
+    } else if let (Some(cert), Some(key)) = (&t.cert, &t.key) {
+        (
+            tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            None,
+        )
+    } else {
+        return Ok((None, None));
+    };
+    let (acceptor, _resolver) = tls::load(&files, t.reload_interval)?;
+    Ok((Some(acceptor), ca))
 }
 
 /// Initialise logging from the configuration (text or JSON lines on stderr).

@@ -12,6 +12,7 @@ use stowage_registry::{Error, Registry, Result};
 
 use super::{body_stream, content_length, empty, has_body, header_str, param, query};
 use crate::AppState;
+use crate::auth::decide::Principal;
 
 pub(super) async fn get(
     state: &AppState,
@@ -96,6 +97,7 @@ fn created(name: &RepoName, d: &Digest) -> Response<Body> {
 
 pub(super) async fn start(
     state: &AppState,
+    who: &Principal,
     name: &RepoName,
     parts: &Parts,
     body: Body,
@@ -122,6 +124,8 @@ pub(super) async fn start(
         from,
         algorithm,
         body,
+        owner: who.owner(),
+        readable: who.readable(),
     };
     match state.registry.upload_start(name, req).await? {
         Started::Session { id } => {
@@ -150,13 +154,19 @@ fn chunk_range(parts: &Parts) -> Result<Option<ChunkRange>> {
     }
 }
 
-pub(super) async fn status(state: &AppState, name: &RepoName, id: &str) -> Result<Response<Body>> {
-    let offset = state.registry.upload_status(name, id).await?;
+pub(super) async fn status(
+    state: &AppState,
+    who: &Principal,
+    name: &RepoName,
+    id: &str,
+) -> Result<Response<Body>> {
+    let offset = state.registry.upload_status(name, id, &who.owner()).await?;
     Ok(empty(204, &session_headers(name, id, offset)))
 }
 
 pub(super) async fn patch(
     state: &AppState,
+    who: &Principal,
     name: &RepoName,
     id: &str,
     parts: &Parts,
@@ -166,13 +176,21 @@ pub(super) async fn patch(
     let len = content_length(&parts.headers)?;
     let offset = state
         .registry
-        .upload_patch(name, id, range, len, body_stream(state, body, None))
+        .upload_patch(
+            name,
+            id,
+            &who.owner(),
+            range,
+            len,
+            body_stream(state, body, None),
+        )
         .await?;
     Ok(empty(202, &session_headers(name, id, offset)))
 }
 
 pub(super) async fn finish(
     state: &AppState,
+    who: &Principal,
     name: &RepoName,
     id: &str,
     parts: &Parts,
@@ -190,12 +208,17 @@ pub(super) async fn finish(
     let body = has_body(&parts.headers)?.then(|| body_stream(state, body, None));
     state
         .registry
-        .upload_finish(name, id, &digest, range, len, body)
+        .upload_finish(name, id, &who.owner(), &digest, range, len, body)
         .await?;
     Ok(created(name, &digest))
 }
 
-pub(super) async fn cancel(state: &AppState, name: &RepoName, id: &str) -> Result<Response<Body>> {
-    state.registry.upload_cancel(name, id).await?;
+pub(super) async fn cancel(
+    state: &AppState,
+    who: &Principal,
+    name: &RepoName,
+    id: &str,
+) -> Result<Response<Body>> {
+    state.registry.upload_cancel(name, id, &who.owner()).await?;
     Ok(empty(204, &[]))
 }

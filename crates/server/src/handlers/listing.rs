@@ -10,6 +10,7 @@ use stowage_registry::{Error, Result};
 
 use super::{json_response, param, query};
 use crate::AppState;
+use crate::auth::decide::Principal;
 
 fn paging(parts: &Parts) -> Result<(Option<usize>, Option<String>)> {
     let q = query(parts);
@@ -65,9 +66,17 @@ pub(super) async fn tags(
     Ok(with_link(resp, &format!("/v2/{name}/tags/list"), &page))
 }
 
-pub(super) async fn catalog(state: &AppState, parts: &Parts) -> Result<Response<Body>> {
+pub(super) async fn catalog(
+    state: &AppState,
+    who: &Principal,
+    parts: &Parts,
+) -> Result<Response<Body>> {
     let (n, last) = paging(parts)?;
-    let page = state.registry.catalog(n, last.as_deref()).await?;
+    let readable = who.readable();
+    let page = state
+        .registry
+        .catalog(n, last.as_deref(), readable.as_ref())
+        .await?;
     let body = serde_json::json!({ "repositories": page.items });
     let resp = json_response(200, Bytes::from(body.to_string()), false);
     Ok(with_link(resp, "/v2/_catalog", &page))

@@ -20,11 +20,13 @@ use stowage_registry::{BodyError, Error, Result};
 use stowage_storage::ByteStream;
 
 use crate::AppState;
+use crate::auth::decide::Principal;
 use crate::routes::Endpoint;
 
 /// Route an endpoint + method to its handler.
 pub async fn handle(
     state: &AppState,
+    who: &Principal,
     ep: Endpoint,
     parts: Parts,
     body: Body,
@@ -36,7 +38,7 @@ pub async fn handle(
             Bytes::from_static(b"{}"),
             m == Method::HEAD,
         )),
-        Endpoint::Catalog if m == Method::GET => listing::catalog(state, &parts).await,
+        Endpoint::Catalog if m == Method::GET => listing::catalog(state, who, &parts).await,
         Endpoint::Tags(name) if m == Method::GET => listing::tags(state, &name, &parts).await,
         Endpoint::Referrers(name, d) if m == Method::GET => {
             listing::referrers(state, &name, &d, &parts).await
@@ -55,13 +57,13 @@ pub async fn handle(
             _ => Err(method_not_allowed()),
         },
         Endpoint::UploadStart(name) if m == Method::POST => {
-            blobs::start(state, &name, &parts, body).await
+            blobs::start(state, who, &name, &parts, body).await
         }
         Endpoint::Upload(name, id) => match *m {
-            Method::GET => blobs::status(state, &name, &id).await,
-            Method::PATCH => blobs::patch(state, &name, &id, &parts, body).await,
-            Method::PUT => blobs::finish(state, &name, &id, &parts, body).await,
-            Method::DELETE => blobs::cancel(state, &name, &id).await,
+            Method::GET => blobs::status(state, who, &name, &id).await,
+            Method::PATCH => blobs::patch(state, who, &name, &id, &parts, body).await,
+            Method::PUT => blobs::finish(state, who, &name, &id, &parts, body).await,
+            Method::DELETE => blobs::cancel(state, who, &name, &id).await,
             _ => Err(method_not_allowed()),
         },
         _ => Err(method_not_allowed()),

@@ -1,0 +1,414 @@
+//! `stowage user ...` and `stowage token ...`: account management, either directly on a store
+//! (`--data DIR` or `--config FILE`; this is how the first administrator is made, and a running
+//! server picks the change up within its reload interval) or through a running server's admin
+//! API (`--server URL`, authenticated with `--username` and a password from `--password-stdin`,
+//! `STOWAGE_PASSWORD`, or the credentials `docker login`/`podman login` stored for that host).
+//!
+//! Output is meant for scripts too: `token create` prints the secret alone on its last line,
+//! `token list` and `user list` print one entry per line, its id or name first.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use stowage_server::Config;
+use stowage_server::accounts::{Accounts, NewToken, TokenInfo, UserInfo};
+
+use crate::remote::Remote;
+
+/// Where account commands act.
+#[derive(Args, Clone, Default)]
+pub struct Target {
+    /// Work on this data directory's store directly.
+    #[arg(long, env = "STOWAGE_DATA", global = true)]
+    pub data: Option<PathBuf>,
+    /// Work on the store of this configuration file.
+    #[arg(long, env = "STOWAGE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Work through this running server's admin API (https://host:port).
+    #[arg(long, env = "STOWAGE_SERVER", global = true)]
+    pub server: Option<String>,
+    /// User name for --server (default: the stored login for that host).
+    #[arg(long, global = true)]
+    pub username: Option<String>,
+    /// Read the password for --server from the first line of standard input.
+    #[arg(long = "server-password-stdin", global = true)]
+    pub server_password_stdin: bool,
+    /// Trust this CA certificate (PEM) for --server.
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS certificate verification for --server (testing only).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Add {
+        name: String,
+        /// Make it an administrator (every right, and user management).
+        #[arg(long)]
+        admin: bool,
+        /// A right to give, e.g. 'team/**:pull,push' or 'registry:catalog:*' (repeatable).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Read the new password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users: name, admin or -, grants.
+    List,
+    /// Change a user's password (its JWTs and refresh tokens stop working).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user with its tokens.
+    Remove { name: String },
+    /// Give a user rights (grants such as 'team/**:pull,push'); --admin makes it an administrator.
+    Grant {
+        name: String,
+        grants: Vec<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Take rights away (the same grant strings); --admin removes administration.
+    Ungrant {
+        name: String,
+        grants: Vec<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Import users from an htpasswd file (bcrypt, as made by `htpasswd -B`).
+    Import {
+        file: PathBuf,
+        /// Rights the imported users get (repeatable).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an access token; prints its secret once, alone on the last line.
+    Create {
+        /// The user it acts for (default with --server: yourself).
+        #[arg(long)]
+        user: Option<String>,
+        /// What it may do, e.g. 'repository:team/**:pull' (repeatable; `admin` lets it use
+        /// its user's administration rights).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime such as 30d or 12h (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+        /// A label to recognise it by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tokens (never their secrets): id, user, name, scopes, expiry, last use.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token (and everything minted with it).
+    Revoke { id: String },
+}
+
+/// Read a password: a line of stdin (when asked to, or when stdin is not a terminal), or a
+/// prompt on the terminal.
+fn read_password(from_stdin: bool, prompt: &str) -> Result<String, String> {
+    let stdin = std::io::stdin();
+    if !from_stdin && stdin.is_terminal() {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(pw)
+}
+
+fn fmt_time(t: Option<i64>) -> String {
+    t.map_or("-".into(), |t| {
+        stowage_server::auth::token_endpoint::rfc3339(t)
+    })
+}
+
+fn print_users(users: &[UserInfo]) {
+    let mut out = std::io::stdout().lock();
+    for u in users {
+        let grants = if u.grants.is_empty() {
+            "-".into()
+        } else {
+            u.grants.join(" ")
+        };
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}",
+            u.name,
+            if u.admin { "admin" } else { "-" },
+            grants
+        );
+    }
+}
+
+fn print_tokens(tokens: &[TokenInfo]) {
+    let mut out = std::io::stdout().lock();
+    for t in tokens {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\texpires={}\tlast_used={}",
+            t.id,
+            t.user,
+            if t.name.is_empty() { "-" } else { &t.name },
+            t.scopes.join(" "),
+            fmt_time(t.expires),
+            fmt_time(t.last_used),
+        );
+    }
+}
+
+fn print_new_token(t: &NewToken) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "created token {} for {} (scopes: {}; expires: {})",
+        t.info.id,
+        t.info.user,
+        t.info.scopes.join(" "),
+        fmt_time(t.info.expires)
+    );
+    let _ = writeln!(out, "{}", t.secret);
+}
+
+/// Either a store or a server.
+enum Backend {
+    Store(Accounts),
+    Server(Remote),
+}
+
+fn backend(t: &Target) -> Result<Backend, String> {
+    if let Some(url) = &t.server {
+        return Ok(Backend::Server(Remote::new(url, t)?));
+    }
+    let data = match (&t.data, &t.config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => Config::from_file(c)?.data_dir(),
+        (None, None) => Config::default().data_dir(),
+    };
+    let store = stowage_server::open_auth_store(&data)?;
+    Ok(Backend::Store(Accounts::new(store)))
+}
+
+fn e(e: stowage_server::accounts::AccountError) -> String {
+    e.to_string()
+}
+
+pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
+    let b = backend(t)?;
+    match cmd {
+        UserCommand::Add {
+            name,
+            admin,
+            grants,
+            password_stdin,
+        } => {
+            let pw = read_password(password_stdin, &format!("Password for {name}: "))?;
+            let u = match &b {
+                Backend::Store(a) => a.add_user(&name, &pw, admin, &grants).await.map_err(e)?,
+                Backend::Server(r) => {
+                    r.send("POST", "/admin/v1/users", Some(serde_json::json!({"name": name, "password": pw, "admin": admin, "grants": grants}))).await?
+                }
+            };
+            println!(
+                "created user {}{}",
+                u.name,
+                if u.admin { " (admin)" } else { "" }
+            );
+        }
+        UserCommand::List => {
+            let users: Vec<UserInfo> = match &b {
+                Backend::Store(a) => a.list_users().await.map_err(e)?,
+                Backend::Server(r) => r.send("GET", "/admin/v1/users", None).await?,
+            };
+            print_users(&users);
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let pw = read_password(password_stdin, &format!("New password for {name}: "))?;
+            match &b {
+                Backend::Store(a) => a.set_password(&name, &pw).await.map_err(e)?,
+                Backend::Server(r) => {
+                    let _: UserInfo = r
+                        .send(
+                            "PATCH",
+                            &format!("/admin/v1/users/{name}"),
+                            Some(serde_json::json!({"password": pw})),
+                        )
+                        .await?;
+                }
+            }
+            println!("password changed for {name}");
+        }
+        UserCommand::Remove { name } => {
+            match &b {
+                Backend::Store(a) => a.remove_user(&name).await.map_err(e)?,
+                Backend::Server(r) => {
+                    r.send_empty("DELETE", &format!("/admin/v1/users/{name}"))
+                        .await?
+                }
+            }
+            println!("removed user {name}");
+        }
+        UserCommand::Grant {
+            name,
+            grants,
+            admin,
+        }
+        | UserCommand::Ungrant {
+            name,
+            grants,
+            admin,
+        } if grants.is_empty() && !admin => {
+            return Err(format!(
+                "nothing to change for {name}: give grants such as 'team/**:pull' or --admin"
+            ));
+        }
+        UserCommand::Grant {
+            name,
+            grants,
+            admin,
+        } => {
+            let u = change(&b, &name, &grants, &[], admin.then_some(true)).await?;
+            print_users(&[u]);
+        }
+        UserCommand::Ungrant {
+            name,
+            grants,
+            admin,
+        } => {
+            let u = change(&b, &name, &[], &grants, admin.then_some(false)).await?;
+            print_users(&[u]);
+        }
+        UserCommand::Import { file, grants } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|err| format!("cannot read {}: {err}", file.display()))?;
+            let (imported, skipped): (usize, usize) = match &b {
+                Backend::Store(a) => a.import_htpasswd(&text, &grants).await.map_err(e)?,
+                Backend::Server(r) => {
+                    let v: serde_json::Value = r
+                        .send(
+                            "POST",
+                            "/admin/v1/users/import",
+                            Some(serde_json::json!({"htpasswd": text, "grants": grants})),
+                        )
+                        .await?;
+                    (
+                        v["imported"].as_u64().unwrap_or(0) as usize,
+                        v["skipped"].as_u64().unwrap_or(0) as usize,
+                    )
+                }
+            };
+            println!("imported {imported} users ({skipped} already existed and were left alone)");
+        }
+    }
+    Ok(())
+}
+
+async fn change(
+    b: &Backend,
+    name: &str,
+    grant: &[String],
+    revoke: &[String],
+    admin: Option<bool>,
+) -> Result<UserInfo, String> {
+    match b {
+        Backend::Store(a) => a.change_rights(name, grant, revoke, admin).await.map_err(e),
+        Backend::Server(r) => {
+            r.send(
+                "PATCH",
+                &format!("/admin/v1/users/{name}"),
+                Some(serde_json::json!({"grant": grant, "revoke": revoke, "admin": admin})),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
+    let b = backend(t)?;
+    match cmd {
+        TokenCommand::Create {
+            user,
+            scopes,
+            expires,
+            name,
+        } => {
+            let expires = expires
+                .map(|s| stowage_server::config::parse_duration(&s))
+                .transpose()?
+                .filter(|d| !d.is_zero());
+            let made: NewToken = match &b {
+                Backend::Store(a) => {
+                    let user = user.ok_or("--user is required when working on a store")?;
+                    a.create_token(&user, &scopes, expires, &name).await.map_err(e)?
+                }
+                Backend::Server(r) => {
+                    r.send(
+                        "POST",
+                        "/admin/v1/tokens",
+                        Some(serde_json::json!({"user": user, "scopes": scopes, "expires_in": expires.map(|d: Duration| d.as_secs()), "name": name})),
+                    )
+                    .await?
+                }
+            };
+            print_new_token(&made);
+        }
+        TokenCommand::List { user } => {
+            let tokens: Vec<TokenInfo> = match &b {
+                Backend::Store(a) => a.list_tokens(user.as_deref()).await.map_err(e)?,
+                Backend::Server(r) => {
+                    let path = match &user {
+                        Some(u) => format!("/admin/v1/tokens?user={u}"),
+                        None => "/admin/v1/tokens".into(),
+                    };
+                    r.send("GET", &path, None).await?
+                }
+            };
+            print_tokens(&tokens);
+        }
+        TokenCommand::Revoke { id } => {
+            match &b {
+                Backend::Store(a) => a.revoke_token(&id).await.map_err(e)?,
+                Backend::Server(r) => {
+                    r.send_empty("DELETE", &format!("/admin/v1/tokens/{id}"))
+                        .await?
+                }
+            }
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+/// Read the caller's password for --server (first stdin line when asked to).
+pub fn server_password(t: &Target) -> Result<Option<String>, String> {
+    if t.server_password_stdin {
+        return read_password(true, "").map(Some);
+    }
+    Ok(std::env::var("STOWAGE_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty()))
+}

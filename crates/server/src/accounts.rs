@@ -1,0 +1,354 @@
+//! User and access-token management: the operations behind `stowage user ...` and
+//! `stowage token ...`, whether they run directly on a store or through the admin HTTP API.
+//!
+//! Validation lives here (names, grants, scopes, expiry) so both paths refuse the same input
+//! with the same message. Secrets are generated here and returned once; only their hashes are
+//! stored. Auth events are logged here, never with a secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stowage_auth::pattern::Grant;
+use stowage_auth::{password, secret};
+use stowage_metadata::{AuthStore, TokenRecord, UserRecord};
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+type Result<T> = std::result::Result<T, AccountError>;
+
+fn store_err(e: stowage_metadata::MetadataError) -> AccountError {
+    AccountError::Store(e.to_string())
+}
+
+fn now() -> i64 {
+    crate::auth::now()
+}
+
+/// A user as listed (no password hash).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserInfo {
+    pub name: String,
+    pub admin: bool,
+    pub grants: Vec<String>,
+    pub created: i64,
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created: i64,
+    pub expires: Option<i64>,
+    pub last_used: Option<i64>,
+}
+
+/// A freshly created token, with its secret (shown once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub secret: String,
+}
+
+/// Canonical grant strings, or the first that does not parse.
+pub fn canonical_grants(list: &[String]) -> Result<Vec<String>> {
+    list.iter()
+        .map(|g| {
+            Grant::parse(g)
+                .map(|g| g.to_string())
+                .map_err(|e| AccountError::Invalid(format!("invalid grant {g:?}: {e}")))
+        })
+        .collect()
+}
+
+/// Token scopes: grants, plus `admin` (the token may use its user's administration rights).
+fn canonical_scopes(list: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for s in list {
+        if s == "admin" {
+            out.push(s.clone());
+        } else {
+            out.extend(canonical_grants(std::slice::from_ref(s))?);
+        }
+    }
+    if out.is_empty() {
+        return Err(AccountError::Invalid(
+            "a token needs at least one --scope, e.g. repository:team/**:pull".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn check_password(pw: &str) -> Result<()> {
+    if pw.len() < 8 {
+        return Err(AccountError::Invalid(
+            "passwords must be at least 8 characters".into(),
+        ));
+    }
+    if secret::split_access_token(pw).is_some() {
+        return Err(AccountError::Invalid(
+            "that looks like an access token; choose another password".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The account operations over one store.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn AuthStore>,
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn AuthStore>) -> Accounts {
+        Accounts { store }
+    }
+
+    async fn user(&self, name: &str) -> Result<UserRecord> {
+        self.store
+            .users()
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| AccountError::NotFound(format!("no user named {name:?}")))
+    }
+
+    /// Create a user.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        pw: &str,
+        admin: bool,
+        grants: &[String],
+    ) -> Result<UserInfo> {
+        if !password::valid_username(name) {
+            return Err(AccountError::Invalid(format!(
+                "invalid user name {name:?}: use 1-64 letters, digits, '.', '_' or '-'"
+            )));
+        }
+        check_password(pw)?;
+        let grants = canonical_grants(grants)?;
+        let pw = pw.to_string();
+        let hash = tokio::task::spawn_blocking(move || password::hash_password(&pw))
+            .await
+            .map_err(|e| AccountError::Store(e.to_string()))?;
+        let record = UserRecord {
+            name: name.to_string(),
+            password_hash: hash,
+            admin,
+            grants,
+            generation: 0,
+            created: now(),
+        };
+        self.insert(record).await
+    }
+
+    async fn insert(&self, record: UserRecord) -> Result<UserInfo> {
+        if !self.store.create_user(&record).await.map_err(store_err)? {
+            return Err(AccountError::Conflict(format!(
+                "user {:?} already exists",
+                record.name
+            )));
+        }
+        tracing::info!(user = %record.name, admin = record.admin, "auth: user created");
+        Ok(info(record))
+    }
+
+    /// Every user.
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
+        Ok(self
+            .store
+            .users()
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(info)
+            .collect())
+    }
+
+    /// Change a user's password: JWTs and refresh tokens minted with the old one die.
+    pub async fn set_password(&self, name: &str, pw: &str) -> Result<()> {
+        check_password(pw)?;
+        let mut u = self.user(name).await?;
+        let pw = pw.to_string();
+        u.password_hash = tokio::task::spawn_blocking(move || password::hash_password(&pw))
+            .await
+            .map_err(|e| AccountError::Store(e.to_string()))?;
+        u.generation += 1;
+        self.save(&u).await?;
+        tracing::info!(user = name, "auth: password changed");
+        Ok(())
+    }
+
+    /// Change a user's rights: add `grant`, remove `revoke`, and set the admin flag if given.
+    pub async fn change_rights(
+        &self,
+        name: &str,
+        grant: &[String],
+        revoke: &[String],
+        admin: Option<bool>,
+    ) -> Result<UserInfo> {
+        let mut u = self.user(name).await?;
+        let grant = canonical_grants(grant)?;
+        let revoke = canonical_grants(revoke)?;
+        for g in grant {
+            if !u.grants.contains(&g) {
+                u.grants.push(g);
+            }
+        }
+        u.grants.retain(|g| !revoke.contains(g));
+        if let Some(a) = admin {
+            u.admin = a;
+        }
+        self.save(&u).await?;
+        tracing::info!(user = name, admin = u.admin, grants = ?u.grants, "auth: rights changed");
+        Ok(info(u))
+    }
+
+    async fn save(&self, u: &UserRecord) -> Result<()> {
+        if self.store.update_user(u).await.map_err(store_err)? {
+            Ok(())
+        } else {
+            Err(AccountError::NotFound(format!(
+                "no user named {:?}",
+                u.name
+            )))
+        }
+    }
+
+    /// Remove a user and everything it minted.
+    pub async fn remove_user(&self, name: &str) -> Result<()> {
+        if !self.store.remove_user(name).await.map_err(store_err)? {
+            return Err(AccountError::NotFound(format!("no user named {name:?}")));
+        }
+        tracing::info!(user = name, "auth: user removed");
+        Ok(())
+    }
+
+    /// Import an htpasswd file (bcrypt): new users get `grants`; existing names are skipped.
+    /// Returns (imported, skipped).
+    pub async fn import_htpasswd(&self, text: &str, grants: &[String]) -> Result<(usize, usize)> {
+        let grants = canonical_grants(grants)?;
+        let entries =
+            password::parse_htpasswd(text).map_err(|e| AccountError::Invalid(e.to_string()))?;
+        let (mut imported, mut skipped) = (0, 0);
+        for (name, hash) in entries {
+            let record = UserRecord {
+                name,
+                password_hash: hash,
+                admin: false,
+                grants: grants.clone(),
+                generation: 0,
+                created: now(),
+            };
+            match self.insert(record).await {
+                Ok(_) => imported += 1,
+                Err(AccountError::Conflict(_)) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((imported, skipped))
+    }
+
+    /// Create an access token for `user`.
+    pub async fn create_token(
+        &self,
+        user: &str,
+        scopes: &[String],
+        expires_in: Option<Duration>,
+        label: &str,
+    ) -> Result<NewToken> {
+        let scopes = canonical_scopes(scopes)?;
+        self.user(user).await?;
+        let fresh = secret::new_access_token();
+        let created = now();
+        let record = TokenRecord {
+            id: fresh.id.clone(),
+            user: user.to_string(),
+            name: label.to_string(),
+            hash: fresh.hash.to_vec(),
+            scopes,
+            created,
+            expires: expires_in.map(|d| created + d.as_secs() as i64),
+            last_used: None,
+        };
+        if !self.store.create_token(&record).await.map_err(store_err)? {
+            return Err(AccountError::NotFound(format!("no user named {user:?}")));
+        }
+        tracing::info!(user, token = %record.id, scopes = ?record.scopes, "auth: token created");
+        Ok(NewToken {
+            info: token_info(record),
+            secret: fresh.secret,
+        })
+    }
+
+    /// Tokens (of one user, when given).
+    pub async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>> {
+        Ok(self
+            .store
+            .tokens(user)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(token_info)
+            .collect())
+    }
+
+    /// The owner of a token, if it exists.
+    pub async fn token_owner(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .tokens(None)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.user))
+    }
+
+    /// Revoke a token (and the refresh tokens it minted).
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        if !self.store.revoke_token(id).await.map_err(store_err)? {
+            return Err(AccountError::NotFound(format!("no token with id {id:?}")));
+        }
+        tracing::info!(token = id, "auth: token revoked");
+        Ok(())
+    }
+}
+
+fn info(u: UserRecord) -> UserInfo {
+    UserInfo {
+        name: u.name,
+        admin: u.admin,
+        grants: u.grants,
+        created: u.created,
+    }
+}
+
+fn token_info(t: TokenRecord) -> TokenInfo {
+    TokenInfo {
+        id: t.id,
+        user: t.user,
+        name: t.name,
+        scopes: t.scopes,
+        created: t.created,
+        expires: t.expires,
+        last_used: t.last_used,
+    }
+}

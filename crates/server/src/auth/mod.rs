@@ -1,0 +1,418 @@
+//! Authentication and authorization for `stowage serve --auth`.
+//!
+//! Layout:
+//! - `snapshot`: the in-memory copy of users, tokens and keys, and current rights.
+//! - `limiter`: failed-login limiting.
+//! - `decide`: what each endpoint needs, and the 401/403/429 answers.
+//! - `token_endpoint`: the Docker token endpoint (GET and OAuth2 POST) and the JWKS.
+//! - `admin_api`: the authenticated HTTP API behind `stowage user`/`token --server`.
+//!
+//! This module (`Auth`) owns checking passwords and access tokens (with a short cache for
+//! Basic authentication and a bound on concurrent slow hashes), minting JWTs, rotating signing
+//! keys and reloading the snapshot when the store changes. It never writes a secret to a log.
+
+pub mod admin_api;
+pub mod decide;
+pub mod limiter;
+pub mod snapshot;
+pub mod token_endpoint;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
+
+use axum::http::HeaderMap;
+use stowage_auth::jwt::{Claims, generate_key};
+use stowage_auth::pattern::{Access, Grant, RepoPattern};
+use stowage_auth::{password, secret};
+use stowage_metadata::{AuthStore, SigningKeyRecord};
+use tokio::sync::Semaphore;
+
+use crate::config::{AuthConfig, Cidr};
+use limiter::Limiter;
+pub use snapshot::{Cred, Snapshot};
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong user name, password or token (the caller cannot tell which).
+    Invalid,
+    /// Too many failures: try again after this many seconds.
+    Limited(u64),
+}
+
+/// Most remembered Basic logins; past it the cache starts over.
+const BASIC_CACHE_MAX: usize = 10_000;
+
+/// Current unix time.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The authentication service shared by every request.
+pub struct Auth {
+    pub cfg: AuthConfig,
+    public: Vec<RepoPattern>,
+    htpasswd_grants: Vec<Grant>,
+    trusted: Vec<Cidr>,
+    store: Arc<dyn AuthStore>,
+    snap: RwLock<Arc<Snapshot>>,
+    /// SHA-256 of `user \0 password` -> the credential it proved, and when.
+    basic_cache: Mutex<HashMap<[u8; 32], (Cred, Instant)>>,
+    hash_permits: Semaphore,
+    pub limiter: Limiter,
+    /// Token ids used since the last flush, with when.
+    touched: Mutex<HashMap<String, i64>>,
+    /// The htpasswd file's (mtime, length) when last read, and its users.
+    htpasswd: Mutex<(Option<(SystemTime, u64)>, Vec<(String, String)>)>,
+}
+
+impl Auth {
+    /// Load the auth state (creating a signing key if there is none).
+    pub async fn open(cfg: &AuthConfig, store: Arc<dyn AuthStore>) -> Result<Arc<Auth>, String> {
+        let htpasswd_grants = cfg
+            .htpasswd_grants
+            .iter()
+            .map(|g| Grant::parse(g).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let auth = Arc::new(Auth {
+            public: cfg.public_patterns()?,
+            trusted: cfg.trusted()?,
+            htpasswd_grants,
+            cfg: cfg.clone(),
+            store,
+            snap: RwLock::new(Arc::new(Snapshot::build(
+                -1,
+                vec![],
+                vec![],
+                &[],
+                vec![],
+                vec![],
+                &[],
+                0,
+            ))),
+            basic_cache: Mutex::new(HashMap::new()),
+            hash_permits: Semaphore::new(cfg.hash_concurrency),
+            limiter: Limiter::new(cfg.login_failures, cfg.login_window),
+            touched: Mutex::new(HashMap::new()),
+            htpasswd: Mutex::new((None, Vec::new())),
+        });
+        auth.reload(true).await?;
+        Ok(auth)
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snap.read().expect("snapshot").clone()
+    }
+
+    /// The store, for the admin API.
+    pub fn store(&self) -> &Arc<dyn AuthStore> {
+        &self.store
+    }
+
+    fn htpasswd_path(&self) -> Option<&PathBuf> {
+        self.cfg.htpasswd.as_ref()
+    }
+
+    /// Re-read the htpasswd file if it changed; true when it did.
+    fn refresh_htpasswd(&self) -> Result<bool, String> {
+        let Some(path) = self.htpasswd_path() else {
+            return Ok(false);
+        };
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("auth.htpasswd {}: {e}", path.display()))?;
+        let stamp = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
+        let mut h = self.htpasswd.lock().expect("htpasswd");
+        if h.0 == Some(stamp) {
+            return Ok(false);
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("auth.htpasswd {}: {e}", path.display()))?;
+        let users = password::parse_htpasswd(&text)
+            .map_err(|e| format!("auth.htpasswd {}: {e}", path.display()))?;
+        *h = (Some(stamp), users);
+        Ok(true)
+    }
+
+    /// Make sure some key can sign for a while yet: a new key is added before the current one
+    /// stops signing, and every key stays verifiable past its last token's expiry.
+    async fn ensure_signing_key(&self, keys: &[SigningKeyRecord]) -> Result<bool, String> {
+        let now = now();
+        let margin = (self.cfg.reload_interval.as_secs() as i64).max(1) * 10 + 60;
+        if keys.iter().any(|k| k.sign_until > now + margin) {
+            return Ok(false);
+        }
+        let (kid, pkcs8) = generate_key();
+        let rotation = self.cfg.key_rotation.as_secs() as i64;
+        let record = SigningKeyRecord {
+            kid,
+            pkcs8,
+            created: now,
+            sign_until: now + rotation,
+            verify_until: now + rotation + self.cfg.token_ttl.as_secs() as i64 + 3600,
+        };
+        self.store
+            .add_signing_key(&record)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(kid = %record.kid, "auth: new token signing key");
+        Ok(true)
+    }
+
+    /// Rebuild the snapshot when the store or the htpasswd file changed (or when `force`).
+    pub async fn reload(&self, force: bool) -> Result<(), String> {
+        let revision = self
+            .store
+            .auth_revision()
+            .await
+            .map_err(|e| e.to_string())?;
+        let htpasswd_changed = match self.refresh_htpasswd() {
+            Ok(c) => c,
+            Err(e) if force => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "auth: keeping the previous htpasswd users");
+                false
+            }
+        };
+        // Rotation is time-driven, so the keys are looked at on every tick.
+        let mut keys = self.store.signing_keys().await.map_err(|e| e.to_string())?;
+        let added = self.ensure_signing_key(&keys).await?;
+        if !force && !htpasswd_changed && !added && self.snapshot().revision == revision {
+            return Ok(());
+        }
+        if added {
+            keys = self.store.signing_keys().await.map_err(|e| e.to_string())?;
+        }
+        let revision = self
+            .store
+            .auth_revision()
+            .await
+            .map_err(|e| e.to_string())?;
+        let users = self.store.users().await.map_err(|e| e.to_string())?;
+        let tokens = self.store.tokens(None).await.map_err(|e| e.to_string())?;
+        let htpasswd = self.htpasswd.lock().expect("htpasswd").1.clone();
+        let snap = Snapshot::build(
+            revision,
+            users,
+            htpasswd,
+            &self.htpasswd_grants,
+            tokens,
+            keys,
+            &self.public,
+            now(),
+        );
+        *self.snap.write().expect("snapshot") = Arc::new(snap);
+        Ok(())
+    }
+
+    /// Poll for changes, flush token last-use times and purge expired records, forever.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let auth = self.clone();
+        tokio::spawn(async move {
+            let mut ticks: u64 = 0;
+            loop {
+                tokio::time::sleep(auth.cfg.reload_interval).await;
+                ticks += 1;
+                if let Err(e) = auth.reload(false).await {
+                    tracing::warn!(error = %e, "auth: reloading users and tokens failed");
+                }
+                let used: Vec<(String, i64)> =
+                    auth.touched.lock().expect("touched").drain().collect();
+                if !used.is_empty()
+                    && let Err(e) = auth.store.touch_tokens(&used).await
+                {
+                    tracing::warn!(error = %e, "auth: recording token use failed");
+                }
+                if ticks % 600 == 0
+                    && let Err(e) = auth.store.purge_auth(now()).await
+                {
+                    tracing::warn!(error = %e, "auth: purging expired records failed");
+                }
+            }
+        });
+    }
+
+    /// Check a user name and password (or access token used as the password).
+    pub async fn login(&self, ip: IpAddr, user: &str, password: &str) -> Result<Cred, LoginError> {
+        if let Some(wait) = self.limiter.blocked(ip, user) {
+            tracing::warn!(user, %ip, "auth: login refused, too many failures");
+            return Err(LoginError::Limited(wait));
+        }
+        let result = self.check_password(user, password).await;
+        match &result {
+            Some(cred) => {
+                self.limiter.succeeded(ip, user);
+                if let Cred::Token { id, .. } = cred {
+                    self.touched
+                        .lock()
+                        .expect("touched")
+                        .insert(id.clone(), now());
+                }
+                tracing::debug!(user, %ip, "auth: login");
+            }
+            None => {
+                self.limiter.failed(ip, user);
+                tracing::warn!(user, %ip, "auth: login failed");
+            }
+        }
+        result.ok_or(LoginError::Invalid)
+    }
+
+    async fn check_password(&self, user: &str, password: &str) -> Option<Cred> {
+        let snap = self.snapshot();
+        let now = now();
+        // An access token: a fast hash suffices, the secret has 256 random bits.
+        if let Some(id) = secret::split_access_token(password) {
+            let t = snap.tokens.get(id)?;
+            let cred = Cred::Token {
+                id: t.id.clone(),
+                user: t.user.clone(),
+            };
+            return (secret::ct_eq(&secret::hash_secret(password), &t.hash)
+                && snap.valid(&cred, now))
+            .then_some(cred);
+        }
+        let key = secret::hash_secret(&format!("{user}\0{password}"));
+        if let Some((cred, at)) = self.basic_cache.lock().expect("cache").get(&key).cloned()
+            && at.elapsed() < self.cfg.basic_cache
+            && snap.valid(&cred, now)
+        {
+            return Some(cred);
+        }
+        let found = snap.users.get(user).cloned();
+        let permit = self.hash_permits.acquire().await.ok()?;
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || match &found {
+            Some(u) => password::verify_password(&u.password_hash, &pw).then(|| Cred::Password {
+                user: u.name.clone(),
+                generation: u.generation,
+            }),
+            None => {
+                password::burn_equivalent_work(&pw);
+                None
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        drop(permit);
+        if let Some(cred) = &ok {
+            let mut cache = self.basic_cache.lock().expect("cache");
+            if cache.len() >= BASIC_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key, (cred.clone(), Instant::now()));
+        }
+        ok
+    }
+
+    /// Note that a token was used (flushed to the store in the background).
+    pub fn touch(&self, cred: &Cred) {
+        if let Cred::Token { id, .. } = cred {
+            self.touched
+                .lock()
+                .expect("touched")
+                .insert(id.clone(), now());
+        }
+    }
+
+    /// Mint a JWT for `cred` granting `access`; returns (token, expires_in, issued_at).
+    pub fn issue_jwt(
+        &self,
+        cred: &Cred,
+        access: Vec<Access>,
+    ) -> Result<(String, i64, i64), String> {
+        let snap = self.snapshot();
+        let signer = snap
+            .signer
+            .as_ref()
+            .ok_or("no signing key is available yet")?;
+        let now = now();
+        let ttl = self.cfg.token_ttl.as_secs() as i64;
+        let claims = Claims {
+            iss: self.cfg.service.clone(),
+            sub: cred.subject().to_string(),
+            aud: self.cfg.service.clone(),
+            exp: now + ttl,
+            nbf: now - 1,
+            iat: now,
+            jti: secret::b64url(&secret::random_bytes::<16>()),
+            access,
+            cred: cred.encode(),
+        };
+        Ok((signer.sign(&claims), ttl, now))
+    }
+
+    fn trusted_peer(&self, peer: Option<SocketAddr>) -> bool {
+        peer.is_some_and(|p| self.trusted.iter().any(|c| c.contains(p.ip())))
+    }
+
+    /// The client's address: the peer, or, behind a trusted proxy, the last address in
+    /// `X-Forwarded-For` that is not itself a trusted proxy.
+    pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
+        let fallback = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+        if !self.trusted_peer(peer) {
+            return fallback;
+        }
+        let chain: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !self.trusted.iter().any(|c| c.contains(**ip)))
+            .copied()
+            .unwrap_or(fallback)
+    }
+
+    /// The token realm URL clients are sent to.
+    pub fn realm(&self, peer: Option<SocketAddr>, headers: &HeaderMap, secure: bool) -> String {
+        if !self.cfg.external_url.is_empty() {
+            return format!("{}/auth/token", self.cfg.external_url.trim_end_matches('/'));
+        }
+        let clean = |s: &str| -> Option<String> {
+            let s = s.split(',').next()?.trim();
+            (!s.is_empty()
+                && s.len() <= 255
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b)))
+            .then(|| s.to_string())
+        };
+        let mut scheme = if secure { "https" } else { "http" }.to_string();
+        let mut host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(clean)
+            .unwrap_or_else(|| peer.map_or("localhost".into(), |p| p.to_string()));
+        if self.trusted_peer(peer) {
+            if let Some(p) = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .and_then(clean)
+                .filter(|p| p == "http" || p == "https")
+            {
+                scheme = p;
+            }
+            if let Some(h) = headers
+                .get("x-forwarded-host")
+                .and_then(|v| v.to_str().ok())
+                .and_then(clean)
+            {
+                host = h;
+            }
+        }
+        format!("{scheme}://{host}/auth/token")
+    }
+}

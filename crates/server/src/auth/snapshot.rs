@@ -1,0 +1,275 @@
+//! An in-memory copy of the auth state (users, tokens, signing keys), rebuilt whenever the
+//! store's revision moves, so deciding a request costs no database round trip while a
+//! revocation made anywhere (another instance, `stowage token revoke` on the store) takes
+//! effect within one reload interval.
+//!
+//! Here credentials are resolved to their *current* rights: a token's rights are its scopes
+//! intersected with its user's rights as they are now, and a JWT or refresh token is only as
+//! good as the credential that minted it still is.
+
+use std::collections::HashMap;
+
+use stowage_auth::jwt::{Signer, Verifier};
+use stowage_auth::pattern::{Grant, RepoPattern, Rights};
+use stowage_auth::scope::{Action, Actions};
+use stowage_metadata::{SigningKeyRecord, TokenRecord, UserRecord};
+
+/// A user as decisions need it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub password_hash: String,
+    pub rights: Rights,
+    pub generation: i64,
+    /// From the htpasswd file rather than the store.
+    pub from_htpasswd: bool,
+}
+
+/// An access token as decisions need it.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub id: String,
+    pub user: String,
+    pub hash: Vec<u8>,
+    pub rights: Rights,
+    /// The token may use its user's administration rights (scope `admin`).
+    pub admin: bool,
+    pub expires: Option<i64>,
+}
+
+/// The credential behind a request, a JWT or a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cred {
+    Anonymous,
+    /// A password login, valid while the user's password generation is unchanged.
+    Password {
+        user: String,
+        generation: i64,
+    },
+    /// An access token.
+    Token {
+        id: String,
+        user: String,
+    },
+}
+
+impl Cred {
+    /// The form carried in JWTs and refresh-token records.
+    pub fn encode(&self) -> String {
+        match self {
+            Cred::Anonymous => "anon".into(),
+            Cred::Password { user, generation } => format!("pw:{user}:{generation}"),
+            Cred::Token { id, .. } => format!("tok:{id}"),
+        }
+    }
+
+    /// The subject: the user's name, empty when anonymous.
+    pub fn subject(&self) -> &str {
+        match self {
+            Cred::Anonymous => "",
+            Cred::Password { user, .. } | Cred::Token { user, .. } => user,
+        }
+    }
+}
+
+/// Parse a grant list, skipping (and logging) entries that no longer parse.
+pub fn parse_grants(list: &[String]) -> Vec<Grant> {
+    list.iter()
+        .filter_map(|g| match Grant::parse(g) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(grant = %g, error = %e, "ignoring an invalid stored grant");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Everything decisions read.
+pub struct Snapshot {
+    pub revision: i64,
+    pub users: HashMap<String, User>,
+    pub tokens: HashMap<String, Token>,
+    pub public: Rights,
+    /// Signs new JWTs (the newest key still in its signing period).
+    pub signer: Option<Signer>,
+    pub verifier: Verifier,
+    /// Public keys for the JWKS document.
+    pub public_keys: Vec<(String, Vec<u8>)>,
+}
+
+impl Snapshot {
+    /// Build from store records (and the htpasswd users, which never shadow store users).
+    pub fn build(
+        revision: i64,
+        users: Vec<UserRecord>,
+        htpasswd: Vec<(String, String)>,
+        htpasswd_grants: &[Grant],
+        tokens: Vec<TokenRecord>,
+        keys: Vec<SigningKeyRecord>,
+        public: &[RepoPattern],
+        now: i64,
+    ) -> Snapshot {
+        let mut map: HashMap<String, User> = HashMap::new();
+        for (name, hash) in htpasswd {
+            map.insert(
+                name.clone(),
+                User {
+                    name,
+                    password_hash: hash,
+                    rights: Rights {
+                        superuser: false,
+                        grants: htpasswd_grants.to_vec(),
+                    },
+                    generation: 0,
+                    from_htpasswd: true,
+                },
+            );
+        }
+        for u in users {
+            map.insert(
+                u.name.clone(),
+                User {
+                    rights: Rights {
+                        superuser: u.admin,
+                        grants: parse_grants(&u.grants),
+                    },
+                    name: u.name,
+                    password_hash: u.password_hash,
+                    generation: u.generation,
+                    from_htpasswd: false,
+                },
+            );
+        }
+        let tokens = tokens
+            .into_iter()
+            .map(|t| {
+                let admin = t.scopes.iter().any(|s| s == "admin");
+                let scopes: Vec<String> =
+                    t.scopes.iter().filter(|s| *s != "admin").cloned().collect();
+                (
+                    t.id.clone(),
+                    Token {
+                        rights: Rights {
+                            superuser: false,
+                            grants: parse_grants(&scopes),
+                        },
+                        id: t.id,
+                        user: t.user,
+                        hash: t.hash,
+                        admin,
+                        expires: t.expires,
+                    },
+                )
+            })
+            .collect();
+        let signer = keys
+            .iter()
+            .filter(|k| k.sign_until > now)
+            .find_map(|k| Signer::from_pkcs8(&k.kid, &k.pkcs8).ok());
+        let public_keys: Vec<(String, Vec<u8>)> = keys
+            .iter()
+            .filter(|k| k.verify_until > now)
+            .filter_map(|k| {
+                Signer::from_pkcs8(&k.kid, &k.pkcs8)
+                    .ok()
+                    .map(|s| (k.kid.clone(), s.public_key()))
+            })
+            .collect();
+        Snapshot {
+            revision,
+            users: map,
+            tokens,
+            public: Rights::public(public),
+            signer,
+            verifier: Verifier::new(public_keys.clone()),
+            public_keys,
+        }
+    }
+
+    /// Whether a credential is still good (user present, password unchanged, token present,
+    /// unexpired and still its user's).
+    pub fn valid(&self, cred: &Cred, now: i64) -> bool {
+        match cred {
+            Cred::Anonymous => true,
+            Cred::Password { user, generation } => self
+                .users
+                .get(user)
+                .is_some_and(|u| u.generation == *generation),
+            Cred::Token { id, user } => self.tokens.get(id).is_some_and(|t| {
+                &t.user == user
+                    && t.expires.is_none_or(|e| e > now)
+                    && self.users.contains_key(user)
+            }),
+        }
+    }
+
+    /// Parse a credential named in a JWT or refresh-token record; None when it is gone.
+    pub fn decode(&self, s: &str, now: i64) -> Option<Cred> {
+        let cred = if s == "anon" {
+            Cred::Anonymous
+        } else if let Some(rest) = s.strip_prefix("pw:") {
+            let (user, generation) = rest.rsplit_once(':')?;
+            Cred::Password {
+                user: user.to_string(),
+                generation: generation.parse().ok()?,
+            }
+        } else if let Some(id) = s.strip_prefix("tok:") {
+            Cred::Token {
+                id: id.to_string(),
+                user: self.tokens.get(id)?.user.clone(),
+            }
+        } else {
+            return None;
+        };
+        self.valid(&cred, now).then_some(cred)
+    }
+
+    /// What a (valid) credential may do on a repository now, public pull included.
+    pub fn actions_on(&self, cred: &Cred, repo: &str) -> Actions {
+        let own = match cred {
+            Cred::Anonymous => Actions::NONE,
+            Cred::Password { user, .. } => self
+                .users
+                .get(user)
+                .map_or(Actions::NONE, |u| u.rights.actions_on(repo)),
+            Cred::Token { id, user } => match (self.tokens.get(id), self.users.get(user)) {
+                (Some(t), Some(u)) => t
+                    .rights
+                    .actions_on(repo)
+                    .intersect(u.rights.actions_on(repo)),
+                _ => Actions::NONE,
+            },
+        };
+        own.union(self.public.actions_on(repo))
+    }
+
+    /// Whether a credential may list the catalog.
+    pub fn catalog(&self, cred: &Cred) -> bool {
+        match cred {
+            Cred::Anonymous => false,
+            Cred::Password { user, .. } => self.users.get(user).is_some_and(|u| u.rights.catalog()),
+            Cred::Token { id, user } => match (self.tokens.get(id), self.users.get(user)) {
+                (Some(t), Some(u)) => t.rights.catalog() && u.rights.catalog(),
+                _ => false,
+            },
+        }
+    }
+
+    /// Whether a credential may administer users and every token.
+    pub fn admin(&self, cred: &Cred) -> bool {
+        match cred {
+            Cred::Anonymous => false,
+            Cred::Password { user, .. } => self.users.get(user).is_some_and(|u| u.rights.superuser),
+            Cred::Token { id, user } => {
+                self.tokens.get(id).is_some_and(|t| t.admin)
+                    && self.users.get(user).is_some_and(|u| u.rights.superuser)
+            }
+        }
+    }
+
+    /// Whether `actions` on `repo` are all held.
+    pub fn may(&self, cred: &Cred, repo: &str, action: Action) -> bool {
+        self.actions_on(cred, repo).contains(action)
+    }
+}

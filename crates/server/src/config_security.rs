@@ -1,0 +1,200 @@
+//! The `[auth]` and `[tls]` sections of the configuration: who may do what, and HTTPS.
+//!
+//! Parsing of permission patterns happens here so a bad pattern stops `config check` and the
+//! server start, not the first request that meets it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use stowage_auth::pattern::RepoPattern;
+
+use crate::config::{Cidr, de_duration};
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require credentials (off: everything is open, the quick-start default).
+    pub enabled: bool,
+    /// Repository patterns anyone may pull from (`library/**`).
+    pub public: Vec<String>,
+    /// The token service name (the JWT audience).
+    pub service: String,
+    /// The URL clients reach this registry at (`https://registry.example.com`); the token
+    /// realm is derived from it. Empty: from the request, see `trusted_proxies`.
+    pub external_url: String,
+    /// Proxies whose `X-Forwarded-For/Proto/Host` headers are believed (addresses or CIDRs).
+    pub trusted_proxies: Vec<String>,
+    /// An htpasswd file (bcrypt, `htpasswd -B`) whose users may log in too; re-read when it
+    /// changes.
+    pub htpasswd: Option<PathBuf>,
+    /// What htpasswd users may do (grants, like `stowage user grant`).
+    pub htpasswd_grants: Vec<String>,
+    /// Lifetime of issued JWTs (at most 5 minutes).
+    #[serde(deserialize_with = "de_duration")]
+    pub token_ttl: Duration,
+    /// Lifetime of refresh tokens (`docker login` keeps one instead of the password).
+    #[serde(deserialize_with = "de_duration")]
+    pub refresh_ttl: Duration,
+    /// How long a successful password check is remembered for Basic authentication.
+    #[serde(deserialize_with = "de_duration")]
+    pub basic_cache: Duration,
+    /// A new signing key is made this often; the old one stays valid for verification a while.
+    #[serde(deserialize_with = "de_duration")]
+    pub key_rotation: Duration,
+    /// How often to look for changes to users, tokens and keys (made by other instances or by
+    /// `stowage user`/`token` on the store).
+    #[serde(deserialize_with = "de_duration")]
+    pub reload_interval: Duration,
+    /// Failed logins allowed per client address and user name within `login_window`.
+    pub login_failures: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub login_window: Duration,
+    /// Password hashes computed at once (each costs a few ms of one core).
+    pub hash_concurrency: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            public: Vec::new(),
+            service: "stowage".into(),
+            external_url: String::new(),
+            trusted_proxies: Vec::new(),
+            htpasswd: None,
+            htpasswd_grants: vec![
+                "repository:**:pull,push,delete".into(),
+                "registry:catalog:*".into(),
+            ],
+            token_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(90 * 86400),
+            basic_cache: Duration::from_secs(30),
+            key_rotation: Duration::from_secs(7 * 86400),
+            reload_interval: Duration::from_secs(1),
+            login_failures: 10,
+            login_window: Duration::from_secs(300),
+            hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first); reloaded when it changes.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// Generate (once) and use a development CA and certificate under `<data_dir>/tls`.
+    pub self_signed: bool,
+    /// Extra host names or addresses the self-signed certificate must cover.
+    pub hosts: Vec<String>,
+    /// How often certificate files are checked for changes.
+    #[serde(deserialize_with = "de_duration")]
+    pub reload_interval: Duration,
+    /// Send `Strict-Transport-Security` on HTTPS responses.
+    pub hsts: bool,
+    /// Also listen here in plain HTTP and redirect everything to HTTPS.
+    pub redirect_listen: Option<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            self_signed: false,
+            hosts: Vec::new(),
+            reload_interval: Duration::from_secs(10),
+            hsts: true,
+            redirect_listen: None,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether HTTPS is on.
+    pub fn enabled(&self) -> bool {
+        self.self_signed || self.cert.is_some()
+    }
+}
+
+impl AuthConfig {
+    /// Validate and parse the patterns.
+    pub fn check(&self) -> Result<(), String> {
+        self.public_patterns()?;
+        self.trusted()?;
+        for g in &self.htpasswd_grants {
+            stowage_auth::pattern::Grant::parse(g)
+                .map_err(|e| format!("auth.htpasswd_grants {g:?}: {e}"))?;
+        }
+        if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(300) {
+            return Err("auth.token_ttl must be between 1s and 5m".into());
+        }
+        if self.service.is_empty() {
+            return Err("auth.service must not be empty".into());
+        }
+        if !self.external_url.is_empty()
+            && !(self.external_url.starts_with("https://")
+                || self.external_url.starts_with("http://"))
+        {
+            return Err("auth.external_url must start with https:// or http://".into());
+        }
+        if self.hash_concurrency == 0 || self.login_failures == 0 {
+            return Err("auth.hash_concurrency and auth.login_failures must be positive".into());
+        }
+        if self.reload_interval.is_zero() || self.key_rotation < Duration::from_secs(3600) {
+            return Err(
+                "auth.reload_interval must be positive and auth.key_rotation at least 1h".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The public repository patterns.
+    pub fn public_patterns(&self) -> Result<Vec<RepoPattern>, String> {
+        self.public
+            .iter()
+            .map(|p| RepoPattern::parse(p).map_err(|e| format!("auth.public {p:?}: {e}")))
+            .collect()
+    }
+
+    /// The trusted proxy ranges.
+    pub fn trusted(&self) -> Result<Vec<Cidr>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|s| Cidr::parse(s))
+            .collect()
+    }
+}
+
+impl TlsConfig {
+    /// Validate.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("tls.cert and tls.key must be given together".into());
+            }
+            (Some(_), Some(_)) if self.self_signed => {
+                return Err("tls.self_signed and tls.cert/tls.key are exclusive".into());
+            }
+            _ => {}
+        }
+        if let Some(r) = &self.redirect_listen {
+            r.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("tls.redirect_listen must be ADDRESS:PORT, not {r:?}"))?;
+            if !self.enabled() {
+                return Err(
+                    "tls.redirect_listen needs HTTPS (tls.cert/key or tls.self_signed)".into(),
+                );
+            }
+        }
+        if self.reload_interval.is_zero() {
+            return Err("tls.reload_interval must be positive".into());
+        }
+        Ok(())
+    }
+}

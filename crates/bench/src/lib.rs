@@ -143,6 +143,19 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
         ));
     };
     let c = Client::new(&reg.url)?;
+    // With authentication on, every request carries a bearer JWT; it is renewed before each
+    // phase because tokens live 5 minutes.
+    let login = || async {
+        if let Some((user, pass)) = &reg.creds {
+            let scopes: Vec<String> = ["bench/big", "bench/small", "bench/manifests"]
+                .iter()
+                .map(|r| format!("repository:{r}:pull,push,delete"))
+                .collect();
+            c.authenticate(user, pass, &scopes).await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    login().await?;
     c.ping().await?;
     let mut f = Figures::new();
     let (idle, _) = reg.memory_mib();
@@ -168,6 +181,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     );
 
     progress("pull big blob");
+    login().await?;
     settle().await;
     let cpu0 = reg.cpu_seconds();
     f.insert("pull_mbps", workloads::pull(&c, "bench/big", &mono).await?);
@@ -179,6 +193,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     workloads::verify_digest(&c, "bench/big", &chunked.digest).await?;
 
     progress("small blob pushes");
+    login().await?;
     settle().await;
     let (rate, lat, small) = workloads::small_pushes(
         &c,
@@ -196,6 +211,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     }
 
     progress("manifest pushes");
+    login().await?;
     let (rate, manifests) =
         workloads::manifests(&c, "bench/manifests", sizes.manifests, sizes.manifest_conc).await?;
     f.insert("manifest_put_per_s", rate);
@@ -207,6 +223,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
         (Read::BlobHead, "blob_head"),
     ] {
         progress(key);
+        login().await?;
         let repo = if matches!(what, Read::BlobHead) {
             "bench/small"
         } else {
@@ -228,6 +245,7 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     }
 
     progress("tag list");
+    login().await?;
     let tags: Vec<String> = manifests.iter().map(|m| m.tag.clone()).collect();
     let sorted = reg.kind == procs::Kind::Stowage;
     f.insert(

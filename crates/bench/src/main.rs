@@ -1,5 +1,6 @@
-//! `stowage-bench [--quick] [--no-scale] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]`:
-//! measure the machine's ceilings, run every workload against Stowage and then against CNCF
+//! `stowage-bench [--quick] [--no-scale] [--auth] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]`:
+//! measure the machine's ceilings, run every workload against Stowage (with `--auth`: token
+//! authentication on, every request carrying a bearer JWT) and then against CNCF
 //! distribution, and print the comparison table. `bench/run` installs what is missing, builds
 //! in release mode and calls this.
 
@@ -16,6 +17,7 @@ struct Args {
     distribution_bin: String,
     only_stowage: bool,
     scale: bool,
+    auth: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -30,6 +32,7 @@ fn parse_args() -> Result<Args> {
         distribution_bin: "docker-registry".into(),
         only_stowage: false,
         scale: true,
+        auth: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Args> {
                 a.mode = "quick";
             }
             "--no-scale" => a.scale = false,
+            "--auth" => a.auth = true,
             "--stowage-bin" => {
                 a.stowage_bin = it.next().context("--stowage-bin needs a path")?.into()
             }
@@ -51,7 +55,7 @@ fn parse_args() -> Result<Args> {
             },
             "-h" | "--help" => {
                 println!(
-                    "usage: stowage-bench [--quick] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]"
+                    "usage: stowage-bench [--quick] [--no-scale] [--auth] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]"
                 );
                 std::process::exit(0);
             }
@@ -81,7 +85,7 @@ async fn main() -> Result<()> {
 
     let sdir = work.path().join("stowage");
     std::fs::create_dir_all(&sdir)?;
-    let stowage = Registry::stowage(&args.stowage_bin, &sdir)?;
+    let stowage = Registry::stowage(&args.stowage_bin, &sdir, args.auth)?;
     stowage_bench::settle().await;
     let s = run(&stowage, &args.sizes, &|w| eprintln!("stowage: {w}")).await?;
     drop(stowage);

@@ -4,7 +4,7 @@
 //! file in the work directory (request logging stays on for both, as deployed). CPU time comes
 //! from `/proc/<pid>/stat`, memory from `VmRSS`/`VmHWM` in `/proc/<pid>/status`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,15 +32,46 @@ impl Kind {
 pub struct Registry {
     pub kind: Kind,
     pub url: String,
+    /// With token authentication on: the administrator the workloads log in as.
+    pub creds: Option<(String, String)>,
     child: Child,
 }
 
 impl Registry {
-    /// Start Stowage from `bin` with its data under `dir`.
-    pub fn stowage(bin: &Path, dir: &Path) -> Result<Registry> {
+    /// Start Stowage from `bin` with its data under `dir`; with `auth`, token authentication
+    /// is on and an administrator is created first (the workloads then use bearer tokens).
+    pub fn stowage(bin: &Path, dir: &Path, auth: bool) -> Result<Registry> {
         let log = std::fs::File::create(dir.join("stowage.log"))?;
+        let creds = if auth {
+            let pass = "bench-password-1".to_string();
+            let mut add = Command::new(bin)
+                .args([
+                    "user",
+                    "add",
+                    "bench",
+                    "--admin",
+                    "--password-stdin",
+                    "--data",
+                ])
+                .arg(dir.join("data"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?;
+            add.stdin
+                .take()
+                .context("stdin")?
+                .write_all(format!("{pass}\n").as_bytes())?;
+            if !add.wait()?.success() {
+                bail!("stowage user add failed");
+            }
+            Some(("bench".to_string(), pass))
+        } else {
+            None
+        };
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(if auth { &["--auth"][..] } else { &[][..] })
+            .arg("--data")
             .arg(dir.join("data"))
             .env_remove("STOWAGE_CONFIG")
             .stdout(Stdio::piped())
@@ -57,6 +88,7 @@ impl Registry {
         Ok(Registry {
             kind: Kind::Stowage,
             url,
+            creds,
             child,
         })
     }
@@ -88,6 +120,7 @@ impl Registry {
         let reg = Registry {
             kind: Kind::Distribution,
             url,
+            creds: None,
             child,
         };
         reg.wait_ready()?;

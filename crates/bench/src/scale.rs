@@ -52,7 +52,7 @@ pub async fn run(
     // A very large layer, streamed: memory must not grow with it.
     let d1 = dir.join("huge");
     std::fs::create_dir_all(&d1)?;
-    let reg = Registry::stowage(bin, &d1)?;
+    let reg = Registry::stowage(bin, &d1, false)?;
     let c = Client::new(&reg.url)?;
     let blob = SeededBlob::new(11, huge);
     crate::settle().await;
@@ -68,7 +68,7 @@ pub async fn run(
     // Several large pushes at once should use every core.
     let d2 = dir.join("parallel");
     std::fs::create_dir_all(&d2)?;
-    let reg = Registry::stowage(bin, &d2)?;
+    let reg = Registry::stowage(bin, &d2, false)?;
     let c = Client::new(&reg.url)?;
     let blobs_big: Vec<SeededBlob> = (0..parallel)
         .map(|i| SeededBlob::new(100 + i as u64, each))
@@ -100,12 +100,12 @@ pub async fn run(
     // Start-up with a big store: many blobs and tags, then a restart.
     let d3 = dir.join("startup");
     std::fs::create_dir_all(&d3)?;
-    let reg = Registry::stowage(bin, &d3)?;
+    let reg = Registry::stowage(bin, &d3, false)?;
     let c = Client::new(&reg.url)?;
     fill(&c, blobs, tags).await?;
     reg.stop()?;
     let t0 = Instant::now();
-    let reg = Registry::stowage(bin, &d3)?;
+    let reg = Registry::stowage(bin, &d3, false)?;
     let c = Client::new(&reg.url)?;
     while c.ping().await.is_err() {
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -13,7 +13,8 @@ async fn benchmark_workloads_pass_their_checks_on_both_registries() {
     let sizes = Sizes::smoke();
     let sdir = work.path().join("s");
     std::fs::create_dir_all(&sdir).unwrap();
-    let stowage = Registry::stowage(&PathBuf::from(env!("CARGO_BIN_EXE_stowage")), &sdir).unwrap();
+    let stowage =
+        Registry::stowage(&PathBuf::from(env!("CARGO_BIN_EXE_stowage")), &sdir, false).unwrap();
     let s = run(&stowage, &sizes, &|_| {})
         .await
         .expect("stowage passes every workload check");
@@ -39,4 +40,25 @@ async fn benchmark_workloads_pass_their_checks_on_both_registries() {
         },
     );
     assert!(table.contains("| push big blob, monolithic |"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_workloads_pass_with_token_auth_on() {
+    let work = tempfile::tempdir().unwrap();
+    let stowage = Registry::stowage(
+        &PathBuf::from(env!("CARGO_BIN_EXE_stowage")),
+        work.path(),
+        true,
+    )
+    .unwrap();
+    assert!(stowage.creds.is_some());
+    // Without a token the registry refuses; the workloads log in and pass every check.
+    let anonymous = reqwest::get(format!("{}/v2/bench/big/tags/list", stowage.url))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let s = run(&stowage, &Sizes::smoke(), &|_| {})
+        .await
+        .expect("stowage with auth passes every workload check");
+    assert!(s.contains_key("manifest_get_per_s"));
 }

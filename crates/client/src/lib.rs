@@ -29,6 +29,8 @@ pub struct Client {
     http: reqwest::Client,
     /// `scheme://host:port`, no trailing slash.
     base: String,
+    /// The `Authorization` value sent with every request, once authenticated.
+    authorization: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
 
 /// An open upload session.
@@ -72,7 +74,90 @@ impl Client {
         Client {
             http,
             base: base.trim_end_matches('/').to_string(),
+            authorization: Default::default(),
         }
+    }
+
+    /// A request with the current authorization attached.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: impl reqwest::IntoUrl,
+    ) -> reqwest::RequestBuilder {
+        let b = self.http.request(method, url);
+        match self.authorization.read().expect("authorization").as_deref() {
+            Some(v) => b.header(reqwest::header::AUTHORIZATION, v),
+            None => b,
+        }
+    }
+
+    /// Authenticate with Docker token auth: read the registry's Bearer challenge, ask its
+    /// realm for a token covering `scopes` (e.g. `repository:team/app:pull,push`) with
+    /// `user`/`password`, and send that token from now on. A registry that challenges with
+    /// Basic gets the credentials on every request instead. Call again to renew.
+    pub async fn authenticate(&self, user: &str, password: &str, scopes: &[String]) -> Result<()> {
+        use base64::Engine;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let r = self
+            .http
+            .get(format!("{}/v2/", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("ping", e))?;
+        let challenge = r
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let Some(params) = challenge.strip_prefix("Bearer ") else {
+            *self.authorization.write().expect("authorization") = Some(basic);
+            return Ok(());
+        };
+        let param = |key: &str| {
+            params.split(',').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == key).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        let realm = param("realm")
+            .ok_or_else(|| ClientError::protocol("token auth", "Bearer challenge without realm"))?;
+        let mut query: Vec<(String, String)> = Vec::new();
+        if let Some(s) = param("service") {
+            query.push(("service".into(), s));
+        }
+        for s in scopes {
+            query.push(("scope".into(), s.clone()));
+        }
+        let qs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_escape(v)))
+            .collect();
+        let sep = if realm.contains('?') { '&' } else { '?' };
+        let r = self
+            .http
+            .get(format!("{realm}{sep}{}", qs.join("&")))
+            .header(reqwest::header::AUTHORIZATION, basic)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("token request", e))?;
+        let r = Self::check("token request", r, &[200]).await?;
+        let body = r
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport("token request", e))?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::protocol("token request", &e.to_string()))?;
+        let token = v
+            .get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| ClientError::protocol("token request", "answer has no token"))?;
+        *self.authorization.write().expect("authorization") = Some(format!("Bearer {token}"));
+        Ok(())
     }
 
     /// The registry's base URL.
@@ -99,8 +184,7 @@ impl Client {
     /// `GET /v2/`.
     pub async fn ping(&self) -> Result<()> {
         let r = self
-            .http
-            .get(format!("{}/v2/", self.base))
+            .request(reqwest::Method::GET, format!("{}/v2/", self.base))
             .send()
             .await
             .map_err(|e| ClientError::transport("ping", e))?;
@@ -111,8 +195,7 @@ impl Client {
     pub async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
         let r = self
-            .http
-            .head(url)
+            .request(reqwest::Method::HEAD, url)
             .send()
             .await
             .map_err(|e| ClientError::transport("blob HEAD", e))?;
@@ -130,9 +213,10 @@ impl Client {
         digest: &Digest,
         range: Option<(u64, u64)>,
     ) -> Result<reqwest::Response> {
-        let mut req = self
-            .http
-            .get(format!("{}/v2/{repo}/blobs/{digest}", self.base));
+        let mut req = self.request(
+            reqwest::Method::GET,
+            format!("{}/v2/{repo}/blobs/{digest}", self.base),
+        );
         if let Some((a, b)) = range {
             req = req.header(RANGE, format!("bytes={a}-{b}"));
         }
@@ -146,8 +230,10 @@ impl Client {
     /// `POST /v2/<repo>/blobs/uploads/`: open a session.
     pub async fn upload_start(&self, repo: &str) -> Result<Upload> {
         let r = self
-            .http
-            .post(format!("{}/v2/{repo}/blobs/uploads/", self.base))
+            .request(
+                reqwest::Method::POST,
+                format!("{}/v2/{repo}/blobs/uploads/", self.base),
+            )
             .header(CONTENT_LENGTH, 0)
             .send()
             .await
@@ -175,8 +261,7 @@ impl Client {
         range: Option<(u64, u64)>,
     ) -> Result<u64> {
         let mut req = self
-            .http
-            .patch(&up.location)
+            .request(reqwest::Method::PATCH, &up.location)
             .header(CONTENT_TYPE, "application/octet-stream");
         if let Some((a, b)) = range {
             req = req
@@ -210,9 +295,10 @@ impl Client {
         body: Option<(reqwest::Body, u64)>,
     ) -> Result<()> {
         let sep = if up.location.contains('?') { '&' } else { '?' };
-        let mut req = self
-            .http
-            .put(format!("{}{sep}digest={digest}", up.location));
+        let mut req = self.request(
+            reqwest::Method::PUT,
+            format!("{}{sep}digest={digest}", up.location),
+        );
         req = match body {
             Some((b, len)) => req
                 .header(CONTENT_TYPE, "application/octet-stream")
@@ -249,11 +335,10 @@ impl Client {
     ) -> Result<()> {
         let len = bytes.len() as u64;
         let r = self
-            .http
-            .post(format!(
-                "{}/v2/{repo}/blobs/uploads/?digest={digest}",
-                self.base
-            ))
+            .request(
+                reqwest::Method::POST,
+                format!("{}/v2/{repo}/blobs/uploads/?digest={digest}", self.base),
+            )
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, len)
             .body(bytes.clone())
@@ -278,8 +363,10 @@ impl Client {
         reference: &str,
     ) -> Result<Option<(Option<String>, u64)>> {
         let r = self
-            .http
-            .head(format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .request(
+                reqwest::Method::HEAD,
+                format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            )
             .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
             .send()
             .await
@@ -294,8 +381,10 @@ impl Client {
     /// `GET` a manifest with the full Accept list.
     pub async fn manifest_get(&self, repo: &str, reference: &str) -> Result<Manifest> {
         let r = self
-            .http
-            .get(format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .request(
+                reqwest::Method::GET,
+                format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            )
             .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
             .send()
             .await
@@ -328,8 +417,10 @@ impl Client {
         bytes: Bytes,
     ) -> Result<Option<String>> {
         let r = self
-            .http
-            .put(format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .request(
+                reqwest::Method::PUT,
+                format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            )
             .header(CONTENT_TYPE, media_type)
             .body(bytes)
             .send()
@@ -354,8 +445,7 @@ impl Client {
             },
         };
         let r = self
-            .http
-            .get(url)
+            .request(reqwest::Method::GET, url)
             .send()
             .await
             .map_err(|e| ClientError::transport("tag list", e))?;
@@ -393,6 +483,19 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// Percent-encode a query value.
+fn form_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn content_length(r: &reqwest::Response) -> Option<u64> {

@@ -193,11 +193,11 @@ impl Connection {
         let stream = match opened {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                tracing::debug!(%peer, error = %e, "connection failed before its first request (TLS handshake)");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%peer, "client sent nothing in time; closing");
+                tracing::debug!(%peer, "handshake or first byte not received in time; closing");
                 return;
             }
         };

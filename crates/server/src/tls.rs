@@ -734,13 +734,21 @@ fn existing_leaf_is_good(
     )
 }
 
-/// Issue a server certificate for `names` signed by `ca`. Returns the chain PEM (server
-/// certificate, then the CA) and the key PEM.
+/// A freshly issued server certificate, ready to be written.
+struct Issued {
+    /// The server certificate, then the CA's.
+    chain_pem: String,
+    key_pem: String,
+}
+
+/// Issue a server certificate for `names` signed by `ca`, and check it the way a client
+/// trusting only `ca` would before anything is written.
 fn issue_leaf(
     ca: &DevCa,
     names: &[San],
     now: u64,
-) -> Result<(String, String, Vec<CertificateDer<'static>>), String> {
+    provider: &Arc<CryptoProvider>,
+) -> Result<Issued, String> {
     let key = KeyPair::generate().map_err(|e| format!("cannot generate a server key: {e}"))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -765,9 +773,13 @@ fn issue_leaf(
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(|e| format!("cannot sign the server certificate: {e}"))?;
-    let chain_pem = format!("{}{}", cert.pem(), ca.cert_pem);
-    let chain = vec![cert.der().clone(), ca.cert_der.clone()];
-    Ok((chain_pem, key.serialize_pem(), chain))
+    let chain = [cert.der().clone(), ca.cert_der.clone()];
+    verify_leaf(&*ca.verifier(provider)?, &chain, names, now)
+        .map_err(|why| format!("the new development certificate is unusable: {why}"))?;
+    Ok(Issued {
+        chain_pem: format!("{}{}", cert.pem(), ca.cert_pem),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Make sure `dir` holds a development CA and a server certificate signed by it that covers
@@ -808,7 +820,7 @@ pub fn self_signed(dir: &Path, hosts: &[String], listen: SocketAddr) -> Result<S
         "issuing a development TLS certificate"
     );
 
-    let (ca, ca_is_new) = match DevCa::open(&paths, &provider, now) {
+    let (mut ca, mut ca_is_new) = match DevCa::open(&paths, &provider, now) {
         Ok(ca) => (ca, false),
         Err(why) => {
             if paths.ca_cert.exists() {
@@ -821,29 +833,21 @@ pub fn self_signed(dir: &Path, hosts: &[String], listen: SocketAddr) -> Result<S
             (DevCa::generate(now)?, true)
         }
     };
-    let (ca, ca_is_new, (chain_pem, key_pem, _)) = {
-        let issued = issue_leaf(&ca, &names, now)?;
-        // Check the result like a client would. This catches a `ca.crt` that was not made here
-        // (its subject then differs from the rebuilt issuer), in which case a fresh CA is made.
-        match verify_leaf(&*ca.verifier(&provider)?, &issued.2, &names, now) {
-            Ok(()) => (ca, ca_is_new, issued),
-            Err(why) if !ca_is_new => {
-                tracing::warn!(
-                    reason = %why,
-                    ca = %paths.ca_cert.display(),
-                    "the existing development CA cannot issue a usable certificate; replacing it"
-                );
-                let ca = DevCa::generate(now)?;
-                let issued = issue_leaf(&ca, &names, now)?;
-                verify_leaf(&*ca.verifier(&provider)?, &issued.2, &names, now)?;
-                (ca, true, issued)
-            }
-            Err(why) => {
-                return Err(format!(
-                    "the new development certificate is unusable: {why}"
-                ));
-            }
+    let issued = match issue_leaf(&ca, &names, now, &provider) {
+        Ok(issued) => issued,
+        // A `ca.crt` that was not made here has a subject the rebuilt issuer cannot match, so
+        // its certificates fail verification: start over with a CA of our own.
+        Err(why) if !ca_is_new => {
+            tracing::warn!(
+                reason = %why,
+                ca = %paths.ca_cert.display(),
+                "the existing development CA cannot issue a usable certificate; replacing it"
+            );
+            ca = DevCa::generate(now)?;
+            ca_is_new = true;
+            issue_leaf(&ca, &names, now, &provider)?
         }
+        Err(why) => return Err(why),
     };
 
     if ca_is_new {
@@ -856,8 +860,8 @@ pub fn self_signed(dir: &Path, hosts: &[String], listen: SocketAddr) -> Result<S
     }
     // Key first: a server polling these files sees at worst a new key with the old
     // certificate, which fails the match check and is retried, never a half-written file.
-    write_atomic(&paths.key, key_pem.as_bytes(), true)?;
-    write_atomic(&paths.cert, chain_pem.as_bytes(), false)?;
+    write_atomic(&paths.key, issued.key_pem.as_bytes(), true)?;
+    write_atomic(&paths.cert, issued.chain_pem.as_bytes(), false)?;
     Ok(result(true))
 }
 
@@ -1131,6 +1135,28 @@ mod tests {
                 ["registry.test", "10.0.0.1", "::1"]
             );
         }
+    }
+
+    #[test]
+    fn foreign_ca_is_replaced_by_one_that_can_issue() {
+        let dir = tempfile::tempdir().unwrap();
+        // A valid CA pair, but not made by `self_signed`: its subject cannot be rebuilt.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let now = unix_now();
+        set_validity(&mut params, now - DAY, now + CA_LIFETIME);
+        let foreign = params.self_signed(&key).unwrap().pem();
+        fs::write(dir.path().join("ca.crt"), &foreign).unwrap();
+        fs::write(dir.path().join("ca.key"), key.serialize_pem()).unwrap();
+
+        let set = self_signed(dir.path(), &[], "127.0.0.1:1".parse().unwrap()).unwrap();
+        assert!(set.created);
+        assert_ne!(fs::read_to_string(&set.ca_cert).unwrap(), foreign);
+        let names = wanted_names(&[], "127.0.0.1:1".parse().unwrap()).unwrap();
+        let paths = DevPaths::in_dir(dir.path());
+        existing_leaf_is_good(&paths, &names, &provider(), now).unwrap();
     }
 
     #[test]

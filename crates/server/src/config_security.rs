@@ -137,10 +137,8 @@ impl AuthConfig {
         if self.service.is_empty() {
             return Err("auth.service must not be empty".into());
         }
-        if !self.external_url.is_empty()
-            && !(self.external_url.starts_with("https://")
-                || self.external_url.starts_with("http://"))
-        {
+        let url = &self.external_url;
+        if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
             return Err("auth.external_url must start with https:// or http://".into());
         }
         if self.hash_concurrency == 0 || self.login_failures == 0 {

@@ -10,6 +10,7 @@
 //! Nothing here knows stowage internals: only the spec and the observable behaviour.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod content;
 pub mod raw;
 pub mod resp;

@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{AuthConfig, Cidr};
 use limiter::Limiter;
-pub use snapshot::{Cred, Snapshot};
+pub use snapshot::{Cred, Snapshot, Sources};
 
 /// Why a login failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,9 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The htpasswd file's (mtime, length) when last read, and its (user, hash) entries.
+type HtpasswdState = (Option<(SystemTime, u64)>, Vec<(String, String)>);
+
 /// The authentication service shared by every request.
 pub struct Auth {
     pub cfg: AuthConfig,
@@ -68,7 +71,7 @@ pub struct Auth {
     /// Token ids used since the last flush, with when.
     touched: Mutex<HashMap<String, i64>>,
     /// The htpasswd file's (mtime, length) when last read, and its users.
-    htpasswd: Mutex<(Option<(SystemTime, u64)>, Vec<(String, String)>)>,
+    htpasswd: Mutex<HtpasswdState>,
 }
 
 impl Auth {
@@ -86,12 +89,11 @@ impl Auth {
             cfg: cfg.clone(),
             store,
             snap: RwLock::new(Arc::new(Snapshot::build(
-                -1,
-                vec![],
-                vec![],
+                Sources {
+                    revision: -1,
+                    ..Sources::default()
+                },
                 &[],
-                vec![],
-                vec![],
                 &[],
                 0,
             ))),
@@ -199,16 +201,14 @@ impl Auth {
         let users = self.store.users().await.map_err(|e| e.to_string())?;
         let tokens = self.store.tokens(None).await.map_err(|e| e.to_string())?;
         let htpasswd = self.htpasswd.lock().expect("htpasswd").1.clone();
-        let snap = Snapshot::build(
+        let sources = Sources {
             revision,
             users,
             htpasswd,
-            &self.htpasswd_grants,
             tokens,
             keys,
-            &self.public,
-            now(),
-        );
+        };
+        let snap = Snapshot::build(sources, &self.htpasswd_grants, &self.public, now());
         *self.snap.write().expect("snapshot") = Arc::new(snap);
         Ok(())
     }
@@ -231,7 +231,7 @@ impl Auth {
                 {
                     tracing::warn!(error = %e, "auth: recording token use failed");
                 }
-                if ticks % 600 == 0
+                if ticks.is_multiple_of(600)
                     && let Err(e) = auth.store.purge_auth(now()).await
                 {
                     tracing::warn!(error = %e, "auth: purging expired records failed");
@@ -344,7 +344,7 @@ impl Auth {
             exp: now + ttl,
             nbf: now - 1,
             iat: now,
-            jti: secret::b64url(&secret::random_bytes::<16>()),
+            jti: secret::b64url(secret::random_bytes::<16>()),
             access,
             cred: cred.encode(),
         };

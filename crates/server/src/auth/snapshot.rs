@@ -85,6 +85,17 @@ pub fn parse_grants(list: &[String]) -> Vec<Grant> {
         .collect()
 }
 
+/// What a snapshot is built from.
+#[derive(Default)]
+pub struct Sources {
+    pub revision: i64,
+    pub users: Vec<UserRecord>,
+    /// (user, bcrypt hash) from the htpasswd file.
+    pub htpasswd: Vec<(String, String)>,
+    pub tokens: Vec<TokenRecord>,
+    pub keys: Vec<SigningKeyRecord>,
+}
+
 /// Everything decisions read.
 pub struct Snapshot {
     pub revision: i64,
@@ -101,15 +112,18 @@ pub struct Snapshot {
 impl Snapshot {
     /// Build from store records (and the htpasswd users, which never shadow store users).
     pub fn build(
-        revision: i64,
-        users: Vec<UserRecord>,
-        htpasswd: Vec<(String, String)>,
+        src: Sources,
         htpasswd_grants: &[Grant],
-        tokens: Vec<TokenRecord>,
-        keys: Vec<SigningKeyRecord>,
         public: &[RepoPattern],
         now: i64,
     ) -> Snapshot {
+        let Sources {
+            revision,
+            users,
+            htpasswd,
+            tokens,
+            keys,
+        } = src;
         let mut map: HashMap<String, User> = HashMap::new();
         for (name, hash) in htpasswd {
             map.insert(

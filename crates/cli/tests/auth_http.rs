@@ -73,7 +73,9 @@ async fn anonymous_gets_the_bearer_challenge() {
     pull.expect_error(401, "UNAUTHORIZED");
     assert_eq!(
         challenge(&pull),
-        format!("Bearer realm=\"{realm}\",service=\"stowage\",scope=\"repository:secret/app:pull\""),
+        format!(
+            "Bearer realm=\"{realm}\",service=\"stowage\",scope=\"repository:secret/app:pull\""
+        ),
         "challenge on a private pull:\n{pull}"
     );
 
@@ -207,9 +209,7 @@ async fn scoped_user_push_pull_and_denials() {
     expect_denied(&reg.get_as(&alice(), "/v2/other/y/tags/list").await);
     expect_denied(&reg.start_upload_as(&alice(), "other/x", "").await);
 
-    let token = reg
-        .jwt(&alice(), &["repository:team/app:pull,push"])
-        .await;
+    let token = reg.jwt(&alice(), &["repository:team/app:pull,push"]).await;
     let jwt = Who::bearer(&token);
     reg.push_blob_as(&jwt, "team/app", &random_bytes(100))
         .await
@@ -235,13 +235,19 @@ async fn catalog_shows_only_readable_repositories() {
     let reg = AuthReg::start(
         "",
         &[
-            user("carol", "carol-password-1", &["team/**:pull", "registry:catalog:*"]),
+            user(
+                "carol",
+                "carol-password-1",
+                &["team/**:pull", "registry:catalog:*"],
+            ),
             user("dave", "dave-password-1", &["team/**:pull"]),
         ],
     );
     let carol = Who::basic("carol", "carol-password-1");
     let dave = Who::basic("dave", "dave-password-1");
-    for repo in ["other/x", "secret/y", "team/a", "team/b", "team/c", "zz/last"] {
+    for repo in [
+        "other/x", "secret/y", "team/a", "team/b", "team/c", "zz/last",
+    ] {
         reg.push_image_as(&Who::admin(), repo, "v1").await;
     }
 
@@ -249,7 +255,9 @@ async fn catalog_shows_only_readable_repositories() {
     all.expect_status(200);
     assert_eq!(
         string_list(&all.json()["repositories"]),
-        ["other/x", "secret/y", "team/a", "team/b", "team/c", "zz/last"]
+        [
+            "other/x", "secret/y", "team/a", "team/b", "team/c", "zz/last"
+        ]
     );
 
     let mine = reg.get_as(&carol, "/v2/_catalog").await;
@@ -338,7 +346,10 @@ async fn mount_from_an_unreadable_repository_is_a_plain_upload() {
         .await
         .expect_status(201);
 
-    for query in [format!("mount={digest}&from=secret/x"), format!("mount={digest}")] {
+    for query in [
+        format!("mount={digest}&from=secret/x"),
+        format!("mount={digest}"),
+    ] {
         let r = reg.start_upload_as(&alice(), "team/app", &query).await;
         r.expect_status(202);
         assert!(
@@ -393,9 +404,7 @@ async fn upload_session_is_bound_to_its_opener() {
     r.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
     let r = reg.get_as(&bob(), &loc).await;
     r.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    let r = reg
-        .send_as(&bob(), reg.req(Method::DELETE, &loc))
-        .await;
+    let r = reg.send_as(&bob(), reg.req(Method::DELETE, &loc)).await;
     r.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
     // A bearer token of bob's is no better.
     let bob_jwt = reg.jwt(&bob(), &["repository:team/app:pull,push"]).await;
@@ -529,12 +538,20 @@ async fn forged_jwts_are_invalid_tokens() {
     let (own_kid, pkcs8) = generate_key();
     let claims: Claims = serde_json::from_value(widened.clone()).expect("claims shape");
     let signer = Signer::from_pkcs8(&kid, &pkcs8).expect("own key");
-    forged.push(("ES256 by our own key under the server's kid", signer.sign(&claims)));
+    forged.push((
+        "ES256 by our own key under the server's kid",
+        signer.sign(&claims),
+    ));
     let signer = Signer::from_pkcs8(&own_kid, &pkcs8).expect("own key");
-    forged.push(("ES256 by our own key under its own kid", signer.sign(&claims)));
+    forged.push((
+        "ES256 by our own key under its own kid",
+        signer.sign(&claims),
+    ));
     // ... carrying its public key in the header, for servers that would trust it.
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).expect("pair");
-    let own_point = aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref().to_vec();
+    let own_point = aws_lc_rs::signature::KeyPair::public_key(&pair)
+        .as_ref()
+        .to_vec();
     let jwk_header = json!({
         "alg": "ES256", "typ": "JWT", "kid": kid,
         "jwk": {"kty": "EC", "crv": "P-256", "x": b64url(&own_point[1..33]), "y": b64url(&own_point[33..])},
@@ -553,7 +570,9 @@ async fn forged_jwts_are_invalid_tokens() {
         let r = reg.get_as(&Who::bearer(token), path).await;
         assert_eq!(r.status, 401, "{what}: not refused:\n{r}");
         expect_bearer_error(&r, "invalid_token");
-        let r = reg.get_as(&Who::bearer(token), "/v2/secret/x/tags/list").await;
+        let r = reg
+            .get_as(&Who::bearer(token), "/v2/secret/x/tags/list")
+            .await;
         assert_eq!(r.status, 401, "{what}: not refused:\n{r}");
     }
     // The real token still works.
@@ -642,9 +661,7 @@ async fn expired_jwt_is_refused_except_on_its_own_upload() {
         ],
     );
     reg.push_image_as(&Who::admin(), "team/app", "v1").await;
-    let token = reg
-        .jwt(&alice(), &["repository:team/app:pull,push"])
-        .await;
+    let token = reg.jwt(&alice(), &["repository:team/app:pull,push"]).await;
     let issued = Instant::now();
     let jwt = Who::bearer(&token);
     reg.get_as(&jwt, "/v2/team/app/tags/list")
@@ -659,14 +676,18 @@ async fn expired_jwt_is_refused_except_on_its_own_upload() {
     reg.patch_as(&jwt, &loc, 0, &data[..1000])
         .await
         .expect_status(202);
-    let bob_token = reg
-        .jwt(&bob(), &["repository:team/app:pull,push"])
-        .await;
+    let bob_token = reg.jwt(&bob(), &["repository:team/app:pull,push"]).await;
     reg.patch_as(&Who::bearer(&bob_token), &loc, 1000, &data[1000..2000])
         .await
         .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
 
-    wait_for_expiry(&reg, &token, "/v2/team/app/tags/list", Duration::from_secs(15)).await;
+    wait_for_expiry(
+        &reg,
+        &token,
+        "/v2/team/app/tags/list",
+        Duration::from_secs(15),
+    )
+    .await;
     eprintln!(
         "a 1s JWT was first refused {:?} after it was issued",
         issued.elapsed()
@@ -697,7 +718,8 @@ async fn expired_jwt_is_refused_except_on_its_own_upload() {
         .await
         .expect_status(201);
     expect_bearer_error(
-        &reg.get_as(&jwt, &format!("/v2/team/app/blobs/{digest}")).await,
+        &reg.get_as(&jwt, &format!("/v2/team/app/blobs/{digest}"))
+            .await,
         "invalid_token",
     );
     let pulled = reg

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use axum::http::request::Parts;
 use axum::http::{Method, header};
-use stowage_auth::jwt::JwtError;
+use std::collections::HashMap;
+
+use stowage_auth::jwt::{Claims, JwtError};
 use stowage_auth::pattern::Access;
 use stowage_auth::scope::{Action, Actions};
 use stowage_auth::secret;
@@ -237,7 +239,7 @@ impl Auth {
                 }
             }
             Some(Presented::Bearer(token)) => {
-                let claims = match snap.verifier.verify(&token, &self.cfg.service, now, LEEWAY) {
+                let claims = match self.verify_jwt(&snap, &token, now) {
                     Ok(c) => Some(c),
                     // An upload the same subject opened may finish on an expired token.
                     Err(JwtError::Expired(c)) => match need {
@@ -290,6 +292,42 @@ impl Auth {
             ErrorCode::Denied,
             "requested access to the resource is denied",
         ))
+    }
+}
+
+/// Most verified JWTs remembered.
+const VERIFIED_MAX: usize = 10_000;
+
+impl Auth {
+    /// Verify a JWT, remembering good ones so a client's stream of requests with the same
+    /// token costs one signature check. Expiry is re-checked on every use.
+    fn verify_jwt(
+        &self,
+        snap: &Snapshot,
+        token: &str,
+        now: i64,
+    ) -> std::result::Result<Claims, JwtError> {
+        let key = secret::hash_secret(token);
+        {
+            let cache = self.verified.lock().expect("jwt cache");
+            if cache.0 == snap.revision
+                && let Some(c) = cache.1.get(&key)
+            {
+                if now >= c.exp + LEEWAY {
+                    return Err(JwtError::Expired(Box::new((**c).clone())));
+                }
+                return Ok((**c).clone());
+            }
+        }
+        let claims = snap
+            .verifier
+            .verify(token, &self.cfg.service, now, LEEWAY)?;
+        let mut cache = self.verified.lock().expect("jwt cache");
+        if cache.0 != snap.revision || cache.1.len() >= VERIFIED_MAX {
+            *cache = (snap.revision, HashMap::new());
+        }
+        cache.1.insert(key, Arc::new(claims.clone()));
+        Ok(claims)
     }
 }
 

@@ -56,6 +56,9 @@ pub fn now() -> i64 {
 /// The htpasswd file's (mtime, length) when last read, and its (user, hash) entries.
 type HtpasswdState = (Option<(SystemTime, u64)>, Vec<(String, String)>);
 
+/// Verified JWTs: the snapshot revision they were checked under, and SHA-256 -> claims.
+pub(crate) type VerifiedJwts = (i64, HashMap<[u8; 32], Arc<stowage_auth::jwt::Claims>>);
+
 /// The authentication service shared by every request.
 pub struct Auth {
     pub cfg: AuthConfig,
@@ -68,6 +71,10 @@ pub struct Auth {
     basic_cache: Mutex<HashMap<[u8; 32], (Cred, Instant)>>,
     hash_permits: Semaphore,
     pub limiter: Limiter,
+    /// JWTs whose signature and audience were verified: SHA-256 of the token -> its claims
+    /// (with the snapshot revision they were verified under). Saves an ECDSA verification per
+    /// request; expiry and the credential are still checked every time.
+    pub(crate) verified: Mutex<VerifiedJwts>,
     /// Token ids used since the last flush, with when.
     touched: Mutex<HashMap<String, i64>>,
     /// The htpasswd file's (mtime, length) when last read, and its users.
@@ -100,6 +107,7 @@ impl Auth {
             basic_cache: Mutex::new(HashMap::new()),
             hash_permits: Semaphore::new(cfg.hash_concurrency),
             limiter: Limiter::new(cfg.login_failures, cfg.login_window),
+            verified: Mutex::new((-1, HashMap::new())),
             touched: Mutex::new(HashMap::new()),
             htpasswd: Mutex::new((None, Vec::new())),
         });

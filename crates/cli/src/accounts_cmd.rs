@@ -122,20 +122,32 @@ pub enum TokenCommand {
 /// prompt on the terminal.
 fn read_password(from_stdin: bool, prompt: &str) -> Result<String, String> {
     let stdin = std::io::stdin();
-    if !from_stdin && stdin.is_terminal() {
+    let prompting = !from_stdin && stdin.is_terminal();
+    if prompting {
         eprint!("{prompt}");
         let _ = std::io::stderr().flush();
+        set_echo(false);
     }
     let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let read = stdin.lock().read_line(&mut line);
+    if prompting {
+        set_echo(true);
+        eprintln!();
+    }
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
     let pw = line.trim_end_matches(['\n', '\r']).to_string();
     if pw.is_empty() {
         return Err("empty password".into());
     }
     Ok(pw)
+}
+
+/// Turn terminal echo off or on (through `stty`, which acts on the inherited terminal).
+fn set_echo(on: bool) {
+    let _ = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status();
 }
 
 fn fmt_time(t: Option<i64>) -> String {

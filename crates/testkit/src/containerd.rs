@@ -4,12 +4,16 @@
 //! (with the CRI plugin and the snapshotters that need kernel features disabled: tests use the
 //! `native` snapshotter, which only copies files), starting the daemon, waiting until `ctr`
 //! answers on its socket, and stopping it on drop. Its log goes to a file that failures quote.
+//! Also thin `ctr images` helpers: importing an OCI layout, pulling and pushing over verified
+//! HTTPS with an [`Access`](crate::tls::Access) (`--hosts-dir`, `--user`), and reading the
+//! digest an image name points at.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::tools::{require_tool, try_run};
+use crate::tls::Access;
+use crate::tools::{Output, require_tool, run, try_run};
 
 /// The containerd namespace the tests' images live in.
 pub const NAMESPACE: &str = "stowage-interop";
@@ -95,7 +99,69 @@ impl Containerd {
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
+
+    /// `ctr images import --base-name NAME`: every tag `T` of the OCI layout at `layout`
+    /// becomes the image `NAME:T` (unpacked with the native snapshotter).
+    pub fn import_layout(&self, layout: &Path, base_name: &str) -> Output {
+        let archive = self.dir.path().join(format!(
+            "import-{}.tar",
+            IMPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&archive).expect("archive file");
+        let mut tar = tar::Builder::new(file);
+        tar.append_dir_all(".", layout).expect("tar the layout");
+        tar.into_inner().expect("finish the archive");
+        let out = run(self
+            .ctr()
+            .args(["images", "import", "--snapshotter", "native"])
+            .args(["--base-name", base_name, &archive.display().to_string()]));
+        let _ = std::fs::remove_file(&archive);
+        out
+    }
+
+    /// `ctr images pull --snapshotter native --platform linux/amd64 --hosts-dir D [--user C]
+    /// [extra] REF`, whatever its exit status.
+    pub fn try_pull_verified(&self, reference: &str, access: Access<'_>, extra: &[&str]) -> Output {
+        try_run(
+            self.ctr()
+                .args(["images", "pull", "--snapshotter", "native"])
+                .args(["--platform", "linux/amd64"])
+                .args(access.ctr_args())
+                .args(extra)
+                .arg(reference),
+        )
+    }
+
+    /// `ctr images push --hosts-dir D [--user C] [extra] DST SRC` (pushes the local image `src`
+    /// under the name `dst`), whatever its exit status.
+    pub fn try_push_verified(
+        &self,
+        dst: &str,
+        src: &str,
+        access: Access<'_>,
+        extra: &[&str],
+    ) -> Output {
+        try_run(
+            self.ctr()
+                .args(["images", "push"])
+                .args(access.ctr_args())
+                .args(extra)
+                .args([dst, src]),
+        )
+    }
+
+    /// The manifest (or index) digest the local image `name` points at, from `ctr images ls`.
+    pub fn image_digest(&self, name: &str) -> Option<String> {
+        let listed = run(self.ctr().args(["images", "ls"])).stdout;
+        listed.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() >= 3 && cols[0] == name).then(|| cols[2].to_string())
+        })
+    }
 }
+
+/// Numbers the archives of [`Containerd::import_layout`].
+static IMPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Drop for Containerd {
     fn drop(&mut self) {

@@ -3,8 +3,9 @@
 //! Owns: starting a real `stowage` server process on a free loopback port (`server`), the
 //! reference registry for comparison (`distribution`) and the choice between them (`target`);
 //! building small but real container images and OCI layouts (`image`); and driving real
-//! clients (`skopeo`, `podman`, `containerd`, via `tools` and the tiny `http` client). It must
-//! never be a dependency of production code.
+//! clients (`skopeo`, `podman`, `containerd`, via `tools` and the tiny `http` client), with
+//! `tls` making them trust an HTTPS registry's CA. It must never be a dependency of production
+//! code.
 
 pub mod containerd;
 pub mod distribution;
@@ -14,4 +15,5 @@ pub mod podman;
 pub mod server;
 pub mod skopeo;
 pub mod target;
+pub mod tls;
 pub mod tools;

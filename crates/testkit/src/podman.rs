@@ -1,14 +1,18 @@
-//! Driving `podman` against a plain-HTTP loopback registry, with throwaway storage.
+//! Driving `podman` against a loopback registry, with throwaway storage.
 //!
 //! Owns: a podman invocation whose image store, run state, temp dir and configuration files all
 //! live in one temp dir (vfs storage driver: no overlay mounts, no fuse; cgroupfs and file
 //! events: no systemd or journald needed), so tests never touch the host's images and can run
-//! in parallel. Only image pull/push/inspect are used; no container is ever started.
+//! in parallel. Only image pull/push/inspect and registry login/logout are used; no container
+//! is ever started. `pull`/`push` speak plain HTTP (`--tls-verify=false`); the `*_verified`
+//! helpers and `try_login` reach an HTTPS registry with verification on, trusting what an
+//! [`Access`](crate::tls::Access) names. Logins are stored in this instance's own auth file.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::tools::{Output, require_tool, run};
+use crate::tls::{Access, Trust};
+use crate::tools::{Output, require_tool, run, try_run};
 
 pub struct Podman {
     bin: PathBuf,
@@ -129,5 +133,55 @@ impl Podman {
         .stdout
         .trim()
         .to_string()
+    }
+
+    /// `podman pull --signature-policy P [verified TLS flags] [extra] REF`, whatever its exit
+    /// status. Without an [`Access`] no TLS or credential flag is given (for `oci:` sources).
+    pub fn try_pull_verified(
+        &self,
+        reference: &str,
+        access: Option<Access<'_>>,
+        extra: &[&str],
+    ) -> Output {
+        let mut c = self.cmd();
+        c.args(["pull", "--signature-policy", &self.policy()]);
+        if let Some(a) = access {
+            c.args(a.containers_args(""));
+        }
+        try_run(c.args(extra).arg(reference))
+    }
+
+    /// `podman push --signature-policy P --tls-verify=true --cert-dir D [--creds C] [extra] SRC
+    /// DST`, whatever its exit status.
+    pub fn try_push_verified(
+        &self,
+        src: &str,
+        dst: &str,
+        access: Access<'_>,
+        extra: &[&str],
+    ) -> Output {
+        try_run(
+            self.cmd()
+                .args(["push", "--signature-policy", &self.policy()])
+                .args(access.containers_args(""))
+                .args(extra)
+                .args([src, dst]),
+        )
+    }
+
+    /// `podman login --tls-verify=true --cert-dir D -u USER -p PASSWORD HOST`, whatever its exit
+    /// status; a success stores the credentials in this instance's auth file.
+    pub fn try_login(&self, host: &str, trust: &Trust, user: &str, password: &str) -> Output {
+        try_run(
+            self.cmd()
+                .args(["login", "--tls-verify=true", "--cert-dir"])
+                .arg(trust.cert_dir())
+                .args(["-u", user, "-p", password, host]),
+        )
+    }
+
+    /// `podman logout --all`: forget every stored login.
+    pub fn logout_all(&self) -> Output {
+        run(self.cmd().args(["logout", "--all"]))
     }
 }

@@ -2,13 +2,18 @@
 //!
 //! The server prints `stowage listening on http://ADDR` on stdout once it accepts connections;
 //! `spawn` waits for that line, so tests never race the listener. The process is killed (SIGKILL)
-//! when the handle drops, and `terminate` sends SIGTERM for graceful-shutdown tests.
+//! when the handle drops, and `terminate` sends SIGTERM for graceful-shutdown tests. Every
+//! stdout line is kept, so a test can read what the server printed after that line, such as the
+//! development CA of `--tls-self-signed` ([`Server::ca_cert`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// What `--tls-self-signed` prints before the CA certificate's path.
+const CA_LINE: &str = "development CA certificate (trust it in clients): ";
 
 /// A running `stowage serve` process.
 pub struct Server {
@@ -20,6 +25,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
+    /// Every stdout line so far (trimmed).
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -52,6 +59,8 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn stowage");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = lines.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
@@ -61,6 +70,9 @@ impl Server {
                 match reader.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
+                        kept.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(line.trim().to_string());
                         if !sent
                             && let Some(rest) = line.trim().strip_prefix("stowage listening on ")
                         {
@@ -90,7 +102,35 @@ impl Server {
             data_dir: data.to_path_buf(),
             child: Some(child),
             _tmp: None,
+            lines,
         }
+    }
+
+    /// The rest of the first stdout line starting with `prefix`, waiting up to `timeout` for
+    /// the server to print it.
+    pub fn stdout_line(&self, prefix: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).map(str::to_string));
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The development CA certificate the server printed (`--tls-self-signed`); panics if it
+    /// printed none within 10 seconds.
+    pub fn ca_cert(&self) -> PathBuf {
+        let path = self
+            .stdout_line(CA_LINE, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{} printed no `{CA_LINE}` line", self.url));
+        PathBuf::from(path)
     }
 
     /// Send SIGTERM and wait for exit; returns the exit code.

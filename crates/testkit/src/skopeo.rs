@@ -3,13 +3,16 @@
 //! Owns: a skopeo invocation isolated from the host's configuration (its own signature policy,
 //! registries.conf and empty auth file in a temp dir), always with `--debug` so a failing test
 //! shows the HTTP exchange, and thin helpers for copy, inspect, list-tags and delete. TLS
-//! verification is off because test registries speak plain HTTP.
+//! verification is off in those because test registries speak plain HTTP; the `*_verified`
+//! helpers instead reach an HTTPS registry with verification on, trusting what an
+//! [`Access`](crate::tls::Access) names and logging in with its credentials.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
+use crate::tls::Access;
 use crate::tools::{Output, require_tool, run, try_run};
 
 pub struct Skopeo {
@@ -120,6 +123,53 @@ impl Skopeo {
     /// `skopeo delete`: deletes the manifest the reference resolves to.
     pub fn delete(&self, reference: &str) -> Output {
         run(self.cmd().args(["delete", "--tls-verify=false", reference]))
+    }
+
+    /// `skopeo copy [extra] SRC DST` over verified TLS, whatever its exit status: each `docker://`
+    /// side that has an [`Access`] gets `--src-`/`--dest-` `tls-verify=true`, `cert-dir` and
+    /// `creds` flags (a side without one, such as an `oci:` layout, gets none).
+    pub fn try_copy_verified(
+        &self,
+        src: &str,
+        src_access: Option<Access<'_>>,
+        dst: &str,
+        dst_access: Option<Access<'_>>,
+        extra: &[&str],
+    ) -> Output {
+        let mut c = self.cmd();
+        c.arg("copy");
+        if let Some(a) = src_access {
+            c.args(a.containers_args("src-"));
+        }
+        if let Some(a) = dst_access {
+            c.args(a.containers_args("dest-"));
+        }
+        try_run(c.args(extra).args([src, dst]))
+    }
+
+    /// `skopeo inspect [extra] REF` over verified TLS (e.g. `extra = ["--raw"]`), whatever its
+    /// exit status.
+    pub fn try_inspect_verified(
+        &self,
+        reference: &str,
+        access: Access<'_>,
+        extra: &[&str],
+    ) -> Output {
+        try_run(
+            self.cmd()
+                .arg("inspect")
+                .args(access.containers_args(""))
+                .args(extra)
+                .arg(reference),
+        )
+    }
+
+    /// `skopeo inspect --raw` over verified TLS: the manifest bytes exactly as served.
+    pub fn inspect_raw_verified(&self, reference: &str, access: Access<'_>) -> Vec<u8> {
+        self.try_inspect_verified(reference, access, &["--raw"])
+            .ok()
+            .stdout
+            .into_bytes()
     }
 }
 

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::request::Parts;
-use axum::http::{Method, Response, header};
+use axum::http::{Method, Response};
 use serde::Deserialize;
 use stowage_oci::ErrorCode;
 use stowage_registry::{Error, Result};
 
 use super::decide::{Presented, presented, too_many};
-use super::{Auth, Cred, LoginError};
+use super::{Auth, Cred, LoginError, json};
 use crate::accounts::{AccountError, Accounts};
 
 const MAX_BODY: usize = 1024 * 1024;
@@ -58,17 +58,6 @@ struct NewTokenReq {
     expires_in: Option<u64>,
     #[serde(default)]
     name: String,
-}
-
-fn json<T: serde::Serialize>(status: u16, v: &T) -> Response<Body> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, body.len())
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::from(body))
-        .expect("valid response")
 }
 
 fn no_content() -> Response<Body> {

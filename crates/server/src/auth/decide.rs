@@ -348,8 +348,3 @@ pub fn too_many(wait: u64) -> Error {
     )
     .header("Retry-After", wait.to_string())
 }
-
-/// Whether a string is an access token (for logs that must not print it).
-pub fn looks_secret(s: &str) -> bool {
-    secret::split_access_token(s).is_some() || secret::split_refresh_token(s).is_some()
-}

@@ -46,6 +46,18 @@ pub enum LoginError {
 /// Most remembered Basic logins; past it the cache starts over.
 const BASIC_CACHE_MAX: usize = 10_000;
 
+/// A JSON answer that no cache may keep (it may carry a secret).
+pub(crate) fn json<T: serde::Serialize>(status: u16, v: &T) -> axum::response::Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    axum::response::Response::builder()
+        .status(status)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header(axum::http::header::CONTENT_LENGTH, body.len())
+        .header(axum::http::header::CACHE_CONTROL, "no-store")
+        .body(axum::body::Body::from(body))
+        .expect("valid response")
+}
+
 /// Current unix time.
 pub fn now() -> i64 {
     SystemTime::now()

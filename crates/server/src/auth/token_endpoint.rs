@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::http::request::Parts;
-use axum::http::{Method, Response, header};
+use axum::http::{Method, Response};
 use bytes::Bytes;
 use stowage_auth::pattern::{Access, grant_requested};
 use stowage_auth::scope::{Actions, Resource, Scope, parse_scopes};
@@ -21,21 +21,10 @@ use stowage_oci::ErrorCode;
 use stowage_registry::{Error, Result};
 
 use super::decide::{Presented, presented, too_many};
-use super::{Auth, Cred, LoginError, now};
+use super::{Auth, Cred, LoginError, json, now};
 
 /// Largest form body accepted.
 const MAX_FORM: usize = 64 * 1024;
-
-fn json(status: u16, v: &serde_json::Value) -> Response<Body> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, body.len())
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::from(body))
-        .expect("valid response")
-}
 
 fn unauthorized(message: &str) -> Error {
     Error::new(ErrorCode::Unauthorized, message.to_string())

@@ -208,6 +208,19 @@ async fn scoped_user_push_pull_and_denials() {
     expect_denied(&reg.get_as(&alice(), "/v2/other/x/tags/list").await);
     expect_denied(&reg.get_as(&alice(), "/v2/other/y/tags/list").await);
     expect_denied(&reg.start_upload_as(&alice(), "other/x", "").await);
+    // Push is not delete.
+    let app = reg.get_manifest_as(&alice(), "team/app", "v1").await;
+    app.expect_status(200);
+    let digest = sha256_digest(&app.body);
+    expect_denied(
+        &reg.send_as(
+            &alice(),
+            reg.req(Method::DELETE, &format!("/v2/team/app/manifests/{digest}")),
+        )
+        .await,
+    );
+    let all = reg.jwt(&alice(), &["repository:team/app:*"]).await;
+    assert_eq!(jwt_actions(&all, "team/app"), ["pull", "push"]);
 
     let token = reg.jwt(&alice(), &["repository:team/app:pull,push"]).await;
     let jwt = Who::bearer(&token);
@@ -412,6 +425,12 @@ async fn upload_session_is_bound_to_its_opener() {
         .patch_as(&Who::bearer(&bob_jwt), &loc, 0, &data[..1000])
         .await;
     r.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+
+    // The session is bound to its repository too.
+    let moved = loc.replace("/v2/team/app/", "/v2/team/other/");
+    reg.patch_as(&alice(), &moved, 0, &data[..1000])
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
 
     reg.patch_as(&alice(), &loc, 0, &data[..1000])
         .await
@@ -763,6 +782,16 @@ async fn failed_logins_are_limited_per_address_and_user() {
         "the refusal took {took:?}: was a hash computed?"
     );
 
+    // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
+    let spoofed = reg
+        .send_as(
+            &alice(),
+            reg.req(Method::GET, "/v2/")
+                .header("x-forwarded-for", "10.9.8.7"),
+        )
+        .await;
+    spoofed.expect_error(429, "TOOMANYREQUESTS");
+
     // The token endpoint and the admin API refuse it too.
     let t = reg
         .token_request(&alice(), &["repository:team/app:pull"], "")
@@ -778,8 +807,79 @@ async fn failed_logins_are_limited_per_address_and_user() {
         ])
         .await;
     assert_eq!(form.status, 429, "token endpoint (POST):\n{form}");
+    let admin_api = reg.get_as(&alice(), "/admin/v1/tokens").await;
+    assert_eq!(admin_api.status, 429, "admin API:\n{admin_api}");
 
     // Bob, from the same address, is unaffected.
     reg.get_as(&bob(), "/v2/").await.expect_status(200);
     reg.jwt(&bob(), &["repository:team/app:pull"]).await;
+}
+
+/// The realm and the client address: `X-Forwarded-*` headers are ignored from untrusted
+/// peers; from `auth.trusted_proxies` the realm follows `X-Forwarded-Proto/Host` and failed
+/// logins are counted per the last untrusted `X-Forwarded-For` address; `auth.external_url`
+/// fixes the realm.
+#[tokio::test]
+async fn realm_and_client_address_behind_a_trusted_proxy() {
+    let forwarded = |rb: reqwest::RequestBuilder, xff: &str| {
+        rb.header("x-forwarded-for", xff)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "registry.example.com")
+    };
+
+    let direct = AuthReg::start("", &[]);
+    let r = direct
+        .send(forwarded(direct.req(Method::GET, "/v2/"), "10.0.0.1"))
+        .await;
+    assert!(
+        challenge(&r).starts_with(&format!("Bearer realm=\"{}/auth/token\"", direct.base)),
+        "forwarded headers believed from an untrusted peer:\n{r}"
+    );
+
+    let reg = AuthReg::start(
+        "login_failures = 2\ntrusted_proxies = [\"127.0.0.1/32\"]",
+        &[user("alice", ALICE_PW, TEAM_RW)],
+    );
+    let r = reg
+        .send(forwarded(reg.req(Method::GET, "/v2/"), "10.0.0.1"))
+        .await;
+    assert!(
+        challenge(&r).starts_with("Bearer realm=\"https://registry.example.com/auth/token\""),
+        "forwarded headers ignored from a trusted proxy:\n{r}"
+    );
+    let wrong = Who::basic("alice", "not-the-password");
+    for _ in 0..2 {
+        reg.send_as(
+            &wrong,
+            reg.req(Method::GET, "/v2/")
+                .header("x-forwarded-for", "10.0.0.1"),
+        )
+        .await
+        .expect_status(401);
+    }
+    for xff in ["10.0.0.1", "5.5.5.5, 10.0.0.1"] {
+        reg.send_as(
+            &alice(),
+            reg.req(Method::GET, "/v2/").header("x-forwarded-for", xff),
+        )
+        .await
+        .expect_error(429, "TOOMANYREQUESTS");
+    }
+    reg.send_as(
+        &alice(),
+        reg.req(Method::GET, "/v2/")
+            .header("x-forwarded-for", "10.0.0.2"),
+    )
+    .await
+    .expect_status(200);
+
+    let fixed = AuthReg::start("external_url = \"https://cr.example.org/\"", &[]);
+    let r = fixed
+        .send(forwarded(fixed.req(Method::GET, "/v2/"), "10.0.0.1"))
+        .await;
+    assert_eq!(
+        challenge(&r),
+        "Bearer realm=\"https://cr.example.org/auth/token\",service=\"stowage\"",
+        "{r}"
+    );
 }

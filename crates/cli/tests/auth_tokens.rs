@@ -61,7 +61,9 @@ fn list_line(reg: &AuthReg, id: &str) -> Option<String> {
 async fn access_token_lifecycle() {
     let reg = AuthReg::start("", &[user("alice", ALICE_PW, &["team/**:pull,push"])]);
     let img = reg.push_image_as(&alice(), "team/app", "v1").await;
-    let (id, secret) = reg.create_token("alice", &["repository:team/**:pull"], &["--name", "ci"]);
+    let (id, secret) = reg
+        .create_token("alice", &["repository:team/**:pull"], &["--name", "ci"])
+        .await;
     assert!(
         secret.starts_with("stw_"),
         "unexpected secret shape {secret}"
@@ -134,8 +136,9 @@ async fn access_token_lifecycle() {
 #[tokio::test]
 async fn expiring_token_stops_working() {
     let reg = AuthReg::start("", &[user("alice", ALICE_PW, &["team/**:pull"])]);
-    let (id, secret) =
-        reg.create_token("alice", &["repository:team/**:pull"], &["--expires", "2s"]);
+    let (id, secret) = reg
+        .create_token("alice", &["repository:team/**:pull"], &["--expires", "2s"])
+        .await;
     let tok = Who::basic("alice", &secret);
     reg.get_as(&tok, "/v2/").await.expect_status(200);
     let jwt = reg.jwt(&tok, &["repository:team/app:pull"]).await;
@@ -162,7 +165,9 @@ async fn expiring_token_stops_working() {
 async fn lowered_rights_and_removed_user() {
     let reg = AuthReg::start("", &[user("alice", ALICE_PW, &["team/**:pull,push"])]);
     let img = reg.push_image_as(&alice(), "team/app", "v1").await;
-    let (_, secret) = reg.create_token("alice", &["repository:team/**:pull,push"], &[]);
+    let (_, secret) = reg
+        .create_token("alice", &["repository:team/**:pull,push"], &[])
+        .await;
     let tok = Who::basic("alice", &secret);
     let scope = ["repository:team/app:pull,push"];
     let jwt_pw = Who::bearer(&reg.jwt(&alice(), &scope).await);
@@ -343,4 +348,49 @@ async fn refresh_token_grants() {
     reg.token_post(&[("grant_type", "client_credentials")])
         .await
         .expect_status(400);
+}
+
+/// A user removed and created again under the same name (with a new password) inherits
+/// nothing from the old account: neither its password (however recently it was checked) nor
+/// the JWTs it minted.
+#[tokio::test]
+async fn recreated_user_inherits_no_old_credentials() {
+    let reg = AuthReg::start("", &[user("alice", ALICE_PW, &["team/**:pull"])]);
+    reg.push_image_as(&Who::admin(), "team/app", "v1").await;
+    reg.get_as(&alice(), "/v2/").await.expect_status(200);
+    let old_jwt = Who::bearer(&reg.jwt(&alice(), &["repository:team/app:pull"]).await);
+    reg.get_as(&old_jwt, "/v2/team/app/tags/list")
+        .await
+        .expect_status(200);
+
+    reg.cli(&["user", "remove", "alice"], "").expect_ok();
+    wait_until("the removed user's JWT is refused", || async {
+        reg.get_as(&old_jwt, "/v2/team/app/tags/list").await.status == 401
+    })
+    .await;
+
+    let new_pw = "alice-password-new";
+    reg.add_user("alice", new_pw, &["team/**:pull"]);
+    wait_until("the re-created user logs in", || async {
+        reg.get_as(&Who::basic("alice", new_pw), "/v2/")
+            .await
+            .status
+            == 200
+    })
+    .await;
+    // Both checked before asserting, so a failure reports both.
+    let old_password = reg.get_as(&alice(), "/v2/").await;
+    let old_token = reg.get_as(&old_jwt, "/v2/team/app/tags/list").await;
+    let mut failures = Vec::new();
+    if old_password.status != 401 {
+        failures.push(format!(
+            "the removed account's password logs in to the new account:\n{old_password}"
+        ));
+    }
+    if old_token.status != 401 {
+        failures.push(format!(
+            "a JWT of the removed account works for the new one:\n{old_token}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

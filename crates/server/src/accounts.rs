@@ -153,7 +153,7 @@ impl Accounts {
             password_hash: hash,
             admin,
             grants,
-            generation: 0,
+            generation: fresh_generation(),
             created: now(),
         };
         self.insert(record).await
@@ -254,7 +254,7 @@ impl Accounts {
                 password_hash: hash,
                 admin: false,
                 grants: grants.clone(),
-                generation: 0,
+                generation: fresh_generation(),
                 created: now(),
             };
             match self.insert(record).await {
@@ -330,6 +330,12 @@ impl Accounts {
         tracing::info!(token = id, "auth: token revoked");
         Ok(())
     }
+}
+
+/// A new account's first password generation: random, so a user removed and created again
+/// under the same name never revives credentials (JWTs, cached logins) of the old account.
+fn fresh_generation() -> i64 {
+    i64::from_be_bytes(secret::random_bytes::<8>()) & (i64::MAX >> 1)
 }
 
 fn info(u: UserRecord) -> UserInfo {

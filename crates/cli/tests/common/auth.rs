@@ -271,8 +271,32 @@ impl AuthReg {
         add_user_on_store(&self.data, &user(name, password, grants));
     }
 
-    /// `token create --user USER --scope S... [extra]` on the store; returns (id, secret).
-    pub fn create_token(&self, user: &str, scopes: &[&str], extra: &[&str]) -> (String, String) {
+    /// `token create --user USER --scope S... [extra]` on the store, then wait until the
+    /// server knows the token (it logs in on `/v2/`); returns (id, secret).
+    pub async fn create_token(
+        &self,
+        user: &str,
+        scopes: &[&str],
+        extra: &[&str],
+    ) -> (String, String) {
+        let (id, secret) = self.create_token_on_store(user, scopes, extra);
+        let who = Who::basic(user, &secret);
+        wait_until(
+            "a token created on the store reaches the server",
+            || async { self.get_as(&who, "/v2/").await.status == 200 },
+        )
+        .await;
+        (id, secret)
+    }
+
+    /// `token create --user USER --scope S... [extra]` on the store; returns (id, secret) at
+    /// once (the server learns of it within its reload interval).
+    pub fn create_token_on_store(
+        &self,
+        user: &str,
+        scopes: &[&str],
+        extra: &[&str],
+    ) -> (String, String) {
         let mut args = vec!["token", "create", "--user", user];
         for s in scopes {
             args.push("--scope");

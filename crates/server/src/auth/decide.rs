@@ -125,6 +125,14 @@ impl Principal {
             })
     }
 
+    /// Which repositories the catalog shows the caller (None: all): those its credential may
+    /// pull. A JWT's `registry:catalog:*` access is the permission to list; which names
+    /// appear follows the credential's own rights, not the JWT's repository entries (a
+    /// catalog token names no repositories).
+    pub fn catalog_readable(&self) -> Option<Readable> {
+        self.unbounded().readable()
+    }
+
     /// Which repositories the caller may pull from (None: all).
     pub fn readable(&self) -> Option<Readable> {
         self.snap.as_ref()?;

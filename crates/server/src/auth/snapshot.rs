@@ -72,6 +72,13 @@ impl Cred {
     }
 }
 
+/// The password generation of an htpasswd user: derived from its hash, so a new password in
+/// the file retires JWTs and refresh tokens minted with the old one, as `user passwd` does.
+fn hash_generation(hash: &str) -> i64 {
+    let d = stowage_auth::secret::hash_secret(hash);
+    i64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) & i64::MAX
+}
+
 /// Parse a grant list, skipping (and logging) entries that no longer parse.
 pub fn parse_grants(list: &[String]) -> Vec<Grant> {
     list.iter()
@@ -130,12 +137,12 @@ impl Snapshot {
                 name.clone(),
                 User {
                     name,
+                    generation: hash_generation(&hash),
                     password_hash: hash,
                     rights: Rights {
                         superuser: false,
                         grants: htpasswd_grants.to_vec(),
                     },
-                    generation: 0,
                     from_htpasswd: true,
                 },
             );

@@ -183,7 +183,13 @@ impl Auth {
         if oauth {
             out["scope"] = granted_scope.into();
         }
-        if offline && *cred != Cred::Anonymous {
+        // Refresh tokens are stored against a store user: htpasswd users (outside the store)
+        // get none, and clients such as `docker login` then keep the password instead.
+        let stored = snap
+            .users
+            .get(cred.subject())
+            .is_some_and(|u| !u.from_htpasswd);
+        if offline && *cred != Cred::Anonymous && stored {
             out["refresh_token"] = self.mint_refresh(cred).await?.into();
         }
         tracing::info!(subject = cred.subject(), "auth: token issued");

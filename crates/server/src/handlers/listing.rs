@@ -72,7 +72,7 @@ pub(super) async fn catalog(
     parts: &Parts,
 ) -> Result<Response<Body>> {
     let (n, last) = paging(parts)?;
-    let readable = who.readable();
+    let readable = who.catalog_readable();
     let page = state
         .registry
         .catalog(n, last.as_deref(), readable.as_ref())

@@ -69,6 +69,19 @@ async fn anonymous_gets_the_bearer_challenge() {
         "challenge on /v2/:\n{base}"
     );
 
+    // HTTP/2 names the host in `:authority`, not `Host`: the realm must still be ours.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(format!("{}/v2/", reg.base)).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(
+        r.headers()["www-authenticate"].to_str().unwrap(),
+        format!("Bearer realm=\"{realm}\",service=\"stowage\""),
+        "challenge over HTTP/2"
+    );
+
     let pull = reg.get("/v2/secret/app/manifests/v1").await;
     pull.expect_error(401, "UNAUTHORIZED");
     assert_eq!(

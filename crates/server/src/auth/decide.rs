@@ -202,7 +202,7 @@ impl Auth {
         need: &Need,
         error: Option<&str>,
     ) -> Error {
-        let realm = self.realm(peer, &parts.headers, secure);
+        let realm = self.realm(peer, &parts.uri, &parts.headers, secure);
         let mut value = format!("Bearer realm=\"{realm}\",service=\"{}\"", self.cfg.service);
         if let Some(scope) = need.scope() {
             value.push_str(&format!(",scope=\"{scope}\""));

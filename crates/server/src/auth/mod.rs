@@ -398,7 +398,13 @@ impl Auth {
     }
 
     /// The token realm URL clients are sent to.
-    pub fn realm(&self, peer: Option<SocketAddr>, headers: &HeaderMap, secure: bool) -> String {
+    pub fn realm(
+        &self,
+        peer: Option<SocketAddr>,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        secure: bool,
+    ) -> String {
         if !self.cfg.external_url.is_empty() {
             return format!("{}/auth/token", self.cfg.external_url.trim_end_matches('/'));
         }
@@ -411,11 +417,18 @@ impl Auth {
             .then(|| s.to_string())
         };
         let mut scheme = if secure { "https" } else { "http" }.to_string();
-        let mut host = headers
-            .get(axum::http::header::HOST)
-            .and_then(|v| v.to_str().ok())
+        // HTTP/2 carries the host as the `:authority` pseudo-header (the URI's authority),
+        // HTTP/1.1 as `Host`.
+        let mut host = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| {
+                headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+            })
             .and_then(clean)
-            .unwrap_or_else(|| peer.map_or("localhost".into(), |p| p.to_string()));
+            .unwrap_or_else(|| "localhost".into());
         if self.trusted_peer(peer) {
             if let Some(p) = headers
                 .get("x-forwarded-proto")

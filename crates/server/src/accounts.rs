@@ -76,6 +76,51 @@ pub fn canonical_grants(list: &[String]) -> Result<Vec<String>> {
         .collect()
 }
 
+fn parse_grants(list: &[String]) -> Result<Vec<Grant>> {
+    list.iter()
+        .map(|g| {
+            Grant::parse(g).map_err(|e| AccountError::Invalid(format!("invalid grant {g:?}: {e}")))
+        })
+        .collect()
+}
+
+/// A user's grants after adding `add` and taking away `remove`, merged per target: granting
+/// `team/**:push` beside `team/**:pull` gives `team/**:pull,push`, and ungranting
+/// `team/**:push` from that leaves `team/**:pull`. Taking away from a target the user has no
+/// grant on is an error, so an ungrant never silently changes nothing.
+pub fn merge_grants(current: &[String], add: &[String], remove: &[String]) -> Result<Vec<String>> {
+    let mut list: Vec<Grant> = Vec::new();
+    for g in parse_grants(current)?.into_iter().chain(parse_grants(add)?) {
+        match list.iter_mut().find(|e| e.target == g.target) {
+            Some(e) => e.actions = e.actions.union(g.actions),
+            None => list.push(g),
+        }
+    }
+    for g in parse_grants(remove)? {
+        let Some(e) = list.iter_mut().find(|e| e.target == g.target) else {
+            return Err(AccountError::NotFound(format!(
+                "the user has no grant on {}; see `stowage user list`",
+                match &g.target {
+                    stowage_auth::pattern::GrantTarget::Repositories(p) => p.to_string(),
+                    stowage_auth::pattern::GrantTarget::Catalog => "the catalog".into(),
+                }
+            )));
+        };
+        e.actions = e
+            .actions
+            .iter()
+            .filter(|a| !g.actions.contains(*a))
+            .fold(stowage_auth::scope::Actions::NONE, |acc, a| {
+                acc.union(stowage_auth::scope::Actions::from_action(a))
+            });
+        if g.target == stowage_auth::pattern::GrantTarget::Catalog {
+            e.actions = stowage_auth::scope::Actions::NONE;
+        }
+    }
+    list.retain(|g| !g.actions.is_empty());
+    Ok(list.iter().map(Grant::to_string).collect())
+}
+
 /// Token scopes: grants, plus `admin` (the token may use its user's administration rights).
 fn canonical_scopes(list: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -205,14 +250,7 @@ impl Accounts {
         admin: Option<bool>,
     ) -> Result<UserInfo> {
         let mut u = self.user(name).await?;
-        let grant = canonical_grants(grant)?;
-        let revoke = canonical_grants(revoke)?;
-        for g in grant {
-            if !u.grants.contains(&g) {
-                u.grants.push(g);
-            }
-        }
-        u.grants.retain(|g| !revoke.contains(g));
+        u.grants = merge_grants(&u.grants, grant, revoke)?;
         if let Some(a) = admin {
             u.admin = a;
         }
@@ -356,5 +394,43 @@ fn token_info(t: TokenRecord) -> TokenInfo {
         created: t.created,
         expires: t.expires,
         last_used: t.last_used,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn grants_merge_per_target() {
+        let split = v(&["repository:team/**:pull", "repository:team/**:push"]);
+        let got = merge_grants(&split, &[], &v(&["team/**:push"])).unwrap();
+        assert_eq!(
+            got,
+            v(&["repository:team/**:pull"]),
+            "grants given apart merge"
+        );
+        let cur = v(&["repository:team/**:pull"]);
+        let got = merge_grants(&cur, &v(&["team/**:push", "registry:catalog:*"]), &[]).unwrap();
+        assert_eq!(
+            got,
+            v(&["repository:team/**:pull,push", "registry:catalog:*"])
+        );
+        let got = merge_grants(&got, &[], &v(&["team/**:push"])).unwrap();
+        assert_eq!(got, v(&["repository:team/**:pull", "registry:catalog:*"]));
+        let got = merge_grants(&got, &[], &v(&["team/**:pull", "registry:catalog:*"])).unwrap();
+        assert!(got.is_empty());
+        assert!(matches!(
+            merge_grants(&cur, &[], &v(&["other/**:pull"])),
+            Err(AccountError::NotFound(_))
+        ));
+        assert!(matches!(
+            merge_grants(&cur, &v(&["bad pattern:pull"]), &[]),
+            Err(AccountError::Invalid(_))
+        ));
     }
 }

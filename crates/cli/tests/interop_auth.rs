@@ -1,0 +1,1061 @@
+//! Interop of skopeo, podman and containerd's `ctr` with an HTTPS registry that requires
+//! credentials: `stowage serve --auth --tls-self-signed --public 'library/**'`, with accounts
+//! made by `stowage user` and `stowage token` on the store. Every client verifies the server's
+//! certificate against the development CA the server prints (never `--tls-verify=false`,
+//! `--plain-http` or `--skip-verify`), and one check per client shows that without that CA it
+//! refuses the server. Each scenario runs once per client (`<scenario>::skopeo`, `::podman`,
+//! `::ctr`), each on a server of its own: an administrator pushes and pulls with digests
+//! preserved; a pull-only token pulls but cannot push; a token for `team/**` reaches nothing in
+//! `other/**`; anonymous clients pull a public repository and nothing else; a token revoked
+//! while the server runs stops working within seconds; taking push away from a user takes it
+//! away from that user's token too. A last test swaps the certificate files of a running server
+//! (`[tls] reload_interval`) under a client that stays connected over HTTP/2 with an upload in
+//! flight: that connection keeps working, while new clients must trust the new CA and no longer
+//! the old one. Missing tools fail the tests: CI installs them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stowage_testkit::containerd::Containerd;
+use stowage_testkit::image::{self, ImageSpec, LayoutInfo, sha256_digest};
+use stowage_testkit::podman::Podman;
+use stowage_testkit::server::Server;
+use stowage_testkit::skopeo::Skopeo;
+use stowage_testkit::tls::{Access, Trust};
+use stowage_testkit::tools::Output;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stowage");
+const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+const DEV: (&str, &str) = ("dev", "dev-password-1");
+/// How long a change made on the store may take to reach the running server (it polls the
+/// store every second by default).
+const PROPAGATION: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------------
+// The registry under test, its accounts and the test image
+// ---------------------------------------------------------------------------------------------
+
+/// Run the `stowage` CLI on the store in `data`, with `stdin` as its standard input; panics
+/// unless it succeeds.
+fn stowage_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("STOWAGE_CONFIG")
+        .env_remove("STOWAGE_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let command = format!("{cmd:?}");
+    let mut child = cmd.spawn().expect("spawn stowage");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().expect("wait for stowage");
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command,
+    }
+    .ok()
+}
+
+/// The test image: two layers, linux/amd64.
+fn image_spec() -> ImageSpec {
+    ImageSpec::new("auth").with_layers(2)
+}
+
+/// One running registry with its accounts, trust files and a test image (an OCI layout).
+struct Env {
+    server: Server,
+    data: PathBuf,
+    /// Trusts the server's development CA.
+    trust: Trust,
+    /// Trusts the system roots only.
+    untrusted: Trust,
+    /// `admin:PASSWORD`
+    admin_creds: String,
+    /// `dev` (granted `team/**:pull` and `team/**:push`) with a token scoped
+    /// `repository:team/**:pull`: `dev:TOKEN`.
+    dev_pull_token: String,
+    /// `dev` with a token scoped `repository:team/**:pull,push`: `dev:TOKEN`.
+    dev_team_token: String,
+    /// `admin` with a token scoped `repository:team/**:pull,push`: `admin:TOKEN`.
+    admin_team_token: String,
+    /// Seeds the registry and reads what it serves, as the administrator.
+    sk: Skopeo,
+    layout: PathBuf,
+    info: LayoutInfo,
+    _tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// Make the accounts on a fresh store, then start `serve --auth --tls-self-signed --public
+    /// 'library/**'` on it (so everything made here is in force from the first request).
+    fn start() -> Env {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = tmp.path().join("data");
+        let pw = |p: &str| format!("{p}\n");
+        stowage_cli(
+            &data,
+            &["user", "add", ADMIN.0, "--admin", "--password-stdin"],
+            Some(&pw(ADMIN.1)),
+        );
+        stowage_cli(
+            &data,
+            &[
+                "user",
+                "add",
+                DEV.0,
+                "--grant",
+                "team/**:pull",
+                "--grant",
+                "team/**:push",
+                "--password-stdin",
+            ],
+            Some(&pw(DEV.1)),
+        );
+        let token = |user: &str, scope: &str| {
+            let out = stowage_cli(
+                &data,
+                &["token", "create", "--user", user, "--scope", scope],
+                None,
+            );
+            let secret = out.stdout.lines().last().unwrap_or("").trim().to_string();
+            assert!(!secret.is_empty(), "{}", out.describe("no token printed"));
+            format!("{user}:{secret}")
+        };
+        let dev_pull_token = token(DEV.0, "repository:team/**:pull");
+        let dev_team_token = token(DEV.0, "repository:team/**:pull,push");
+        let admin_team_token = token(ADMIN.0, "repository:team/**:pull,push");
+
+        let server = Server::spawn_with_data(
+            Path::new(BIN),
+            &data,
+            &["--auth", "--tls-self-signed", "--public", "library/**"],
+        );
+        assert!(
+            server.url.starts_with("https://"),
+            "not an HTTPS listener: {}",
+            server.url
+        );
+        let ca = server.ca_cert();
+        assert_eq!(ca, data.join("tls").join("ca.crt"));
+        let trust = Trust::ca(&server.addr, &ca);
+        let untrusted = Trust::system_only(&server.addr);
+        let layout = tmp.path().join("layout");
+        let info = image::write_oci_layout(&layout, "v1", &image_spec());
+        Env {
+            server,
+            data,
+            trust,
+            untrusted,
+            admin_creds: format!("{}:{}", ADMIN.0, ADMIN.1),
+            dev_pull_token,
+            dev_team_token,
+            admin_team_token,
+            sk: Skopeo::new(),
+            layout,
+            info,
+            _tmp: tmp,
+        }
+    }
+
+    /// `ADDR/repo:tag` (or `ADDR/repo@digest`).
+    fn reference(&self, repo_ref: &str) -> String {
+        format!("{}/{repo_ref}", self.server.addr)
+    }
+
+    fn as_admin(&self) -> Access<'_> {
+        Access::new(&self.trust, Some(&self.admin_creds))
+    }
+
+    fn with<'a>(&'a self, creds: &'a str) -> Access<'a> {
+        Access::new(&self.trust, Some(creds))
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        stowage_cli(&self.data, args, None)
+    }
+
+    /// Push the test image to `repo:tag` as the administrator (skopeo, digests preserved).
+    fn seed(&self, repo_tag: &str) {
+        self.sk
+            .try_copy_verified(
+                &format!("oci:{}:v1", self.layout.display()),
+                None,
+                &format!("docker://{}", self.reference(repo_tag)),
+                Some(self.as_admin()),
+                &["--preserve-digests"],
+            )
+            .ok();
+    }
+
+    /// The digest of the manifest the registry serves for `repo_ref`, read as the administrator.
+    fn served_digest(&self, repo_ref: &str) -> String {
+        let raw = self.sk.inspect_raw_verified(
+            &format!("docker://{}", self.reference(repo_ref)),
+            self.as_admin(),
+        );
+        sha256_digest(&raw)
+    }
+
+    /// Whether the registry has a manifest for `repo_ref` (asked as the administrator).
+    fn exists(&self, repo_ref: &str) -> bool {
+        let out = self.sk.try_inspect_verified(
+            &format!("docker://{}", self.reference(repo_ref)),
+            self.as_admin(),
+            &["--raw"],
+        );
+        if !out.success() {
+            let e = final_error(&out);
+            assert!(
+                e.contains("manifest unknown") || e.contains("not found"),
+                "{}",
+                out.describe("expected `manifest unknown`")
+            );
+        }
+        out.success()
+    }
+
+    /// The id of the token whose secret is in `creds` (`user:SECRET`), from `token list`.
+    fn token_id(&self, creds: &str) -> String {
+        let secret = creds.split_once(':').expect("user:secret").1;
+        let listed = self.cli(&["token", "list"]).stdout;
+        listed
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .find(|id| !id.is_empty() && secret.contains(&format!("_{id}_")))
+            .unwrap_or_else(|| panic!("token of {creds:?} not in `token list`:\n{listed}"))
+            .to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The clients, behind one interface
+// ---------------------------------------------------------------------------------------------
+
+/// A registry client under test. Failures come back as the client's full output.
+trait Client {
+    /// Push the test image to `dst` (`ADDR/repo:tag`); Ok(the manifest digest it pushed).
+    fn push(&mut self, dst: &str, access: Access<'_>) -> Result<String, Output>;
+    /// Pull `reference`; Ok(the manifest digests the client recorded for it).
+    fn pull(&mut self, reference: &str, access: Access<'_>) -> Result<Vec<String>, Output>;
+    /// What the client says, besides the usual words, when the registry refuses its manifest
+    /// PUT with 401 after the blobs went up (or were already there).
+    fn manifest_refusal_words(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether a push sends the source manifest byte for byte (podman recompresses layers, so
+    /// its manifest differs from the layout's; what it pushed must still be what is served).
+    fn byte_exact(&self) -> bool;
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Skopeo,
+    Podman,
+    Ctr,
+}
+
+fn client(kind: Kind, env: &Env) -> Box<dyn Client> {
+    match kind {
+        Kind::Skopeo => Box::new(SkopeoClient::new(env)),
+        Kind::Podman => Box::new(PodmanClient::new(env)),
+        Kind::Ctr => Box::new(CtrClient::new(env)),
+    }
+}
+
+fn read_digest_file(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("digest file {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// skopeo: pushes the OCI layout (`--preserve-digests`), pulls into fresh OCI layouts.
+struct SkopeoClient {
+    sk: Skopeo,
+    src: String,
+    tmp: tempfile::TempDir,
+    n: usize,
+}
+
+impl SkopeoClient {
+    fn new(env: &Env) -> SkopeoClient {
+        SkopeoClient {
+            sk: Skopeo::new(),
+            src: format!("oci:{}:v1", env.layout.display()),
+            tmp: tempfile::tempdir().expect("temp dir"),
+            n: 0,
+        }
+    }
+}
+
+impl Client for SkopeoClient {
+    fn push(&mut self, dst: &str, access: Access<'_>) -> Result<String, Output> {
+        self.n += 1;
+        let digest_file = self.tmp.path().join(format!("digest-{}", self.n));
+        let out = self.sk.try_copy_verified(
+            &self.src,
+            None,
+            &format!("docker://{dst}"),
+            Some(access),
+            &[
+                "--preserve-digests",
+                "--digestfile",
+                &digest_file.display().to_string(),
+            ],
+        );
+        if !out.success() {
+            return Err(out);
+        }
+        Ok(read_digest_file(&digest_file))
+    }
+
+    fn pull(&mut self, reference: &str, access: Access<'_>) -> Result<Vec<String>, Output> {
+        self.n += 1;
+        let dir = self.tmp.path().join(format!("pull-{}", self.n));
+        let out = self.sk.try_copy_verified(
+            &format!("docker://{reference}"),
+            Some(access),
+            &format!("oci:{}:pulled", dir.display()),
+            None,
+            &["--preserve-digests"],
+        );
+        if !out.success() {
+            return Err(out);
+        }
+        Ok(image::layout_ref_digest(&dir, "pulled")
+            .into_iter()
+            .collect())
+    }
+
+    fn byte_exact(&self) -> bool {
+        true
+    }
+}
+
+/// podman: the image is pulled from the OCI layout into its (vfs) store and pushed from there
+/// with `--creds`; pulls log in with `podman login` (with the CA) first and log out after.
+struct PodmanClient {
+    pm: Podman,
+    image_id: String,
+    tmp: tempfile::TempDir,
+    n: usize,
+}
+
+impl PodmanClient {
+    fn new(env: &Env) -> PodmanClient {
+        let pm = Podman::new();
+        // podman names an image pulled from `oci:PATH` after PATH, and image names must be
+        // lowercase: temp dir names are not, so load a copy of the layout from a lowercase path.
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(
+                "podman-src-{}-{}",
+                std::process::id(),
+                PODMAN_DIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ))
+            .rand_bytes(0)
+            .tempdir_in(lowercase_tmp())
+            .expect("temp dir");
+        let layout = tmp.path().join("layout");
+        let info = image::write_oci_layout(&layout, "v1", &image_spec());
+        assert_eq!(info.manifest_digest, env.info.manifest_digest);
+        pm.try_pull_verified(&format!("oci:{}:v1", layout.display()), None, &[])
+            .ok();
+        let image_id = env.info.config_digests[0]
+            .trim_start_matches("sha256:")
+            .to_string();
+        assert_eq!(pm.image_format(&image_id, "{{.Id}}"), image_id);
+        PodmanClient {
+            pm,
+            image_id,
+            tmp,
+            n: 0,
+        }
+    }
+}
+
+/// Numbers the lowercase temp dirs of [`PodmanClient`] within this process.
+static PODMAN_DIRS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A directory for temp dirs whose whole path is lowercase.
+fn lowercase_tmp() -> PathBuf {
+    let dir = std::env::temp_dir().join("stowage-interop-auth");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    assert_eq!(
+        dir.display().to_string(),
+        dir.display().to_string().to_lowercase(),
+        "TMPDIR must be lowercase for podman"
+    );
+    dir
+}
+
+/// `ADDR/repo` of `ADDR/repo:tag` or `ADDR/repo@digest`.
+fn repository_of(reference: &str) -> &str {
+    if let Some((repo, _)) = reference.split_once('@') {
+        return repo;
+    }
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => reference,
+    }
+}
+
+impl Client for PodmanClient {
+    fn push(&mut self, dst: &str, access: Access<'_>) -> Result<String, Output> {
+        self.n += 1;
+        let digest_file = self.tmp.path().join(format!("digest-{}", self.n));
+        let out = self.pm.try_push_verified(
+            &self.image_id,
+            dst,
+            access,
+            &["--digestfile", &digest_file.display().to_string()],
+        );
+        if !out.success() {
+            return Err(out);
+        }
+        Ok(read_digest_file(&digest_file))
+    }
+
+    fn pull(&mut self, reference: &str, access: Access<'_>) -> Result<Vec<String>, Output> {
+        let host = reference.split('/').next().expect("host");
+        if let Some(c) = access.creds {
+            let (user, password) = c.split_once(':').expect("user:password");
+            let login = self.pm.try_login(host, access.trust, user, password);
+            if !login.success() {
+                return Err(login);
+            }
+        }
+        let out = self
+            .pm
+            .try_pull_verified(reference, Some(Access::new(access.trust, None)), &[]);
+        self.pm.logout_all();
+        if !out.success() {
+            return Err(out);
+        }
+        let json = self.pm.image_format(reference, "{{json .RepoDigests}}");
+        let repo_digests: Vec<String> = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("RepoDigests of {reference} is not JSON ({e}): {json}"));
+        let repo = repository_of(reference);
+        Ok(repo_digests
+            .iter()
+            .filter_map(|d| d.split_once('@'))
+            .filter(|(r, _)| *r == repo)
+            .map(|(_, d)| d.to_string())
+            .collect())
+    }
+
+    fn byte_exact(&self) -> bool {
+        false
+    }
+}
+
+/// ctr: the OCI layout is imported into a private containerd and pushed from there byte-exact;
+/// pulls unpack with the native snapshotter. TLS and credentials: `--hosts-dir`, `--user`.
+struct CtrClient {
+    ctrd: Containerd,
+    src: String,
+}
+
+impl CtrClient {
+    fn new(env: &Env) -> CtrClient {
+        let ctrd = Containerd::start();
+        ctrd.import_layout(&env.layout, "import.local/interop/src");
+        let src = "import.local/interop/src:v1".to_string();
+        assert_eq!(
+            ctrd.image_digest(&src).as_deref(),
+            Some(env.info.manifest_digest.as_str())
+        );
+        CtrClient { ctrd, src }
+    }
+}
+
+impl Client for CtrClient {
+    fn push(&mut self, dst: &str, access: Access<'_>) -> Result<String, Output> {
+        let out = self.ctrd.try_push_verified(dst, &self.src, access, &[]);
+        if !out.success() {
+            return Err(out);
+        }
+        Ok(self.ctrd.image_digest(&self.src).expect("source image"))
+    }
+
+    fn pull(&mut self, reference: &str, access: Access<'_>) -> Result<Vec<String>, Output> {
+        let out = self.ctrd.try_pull_verified(reference, access, &[]);
+        if !out.success() {
+            return Err(out);
+        }
+        Ok(self.ctrd.image_digest(reference).into_iter().collect())
+    }
+
+    /// containerd 1.6 streams the manifest through a pipe; when the PUT is answered 401 (even
+    /// after fetching a token) it reports the closed pipe, not the status.
+    fn manifest_refusal_words(&self) -> &'static [&'static str] {
+        &["io: read/write on closed pipe"]
+    }
+
+    fn byte_exact(&self) -> bool {
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a failure must look like
+// ---------------------------------------------------------------------------------------------
+
+/// The client's final error, lowercased: from its last `level=fatal` (skopeo), `Error:`
+/// (podman) or `ctr:` line to the end (debug logs before it are not the verdict).
+fn final_error(out: &Output) -> String {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| {
+            l.contains("level=fatal") || l.starts_with("Error:") || l.starts_with("ctr:")
+        })
+        .unwrap_or(0);
+    lines[start..].join("\n").to_lowercase()
+}
+
+fn is_certificate_error(e: &str) -> bool {
+    e.contains("x509") || e.contains("certificate")
+}
+
+/// Words that mark a refusal by the registry or its token service.
+const AUTH_WORDS: &[&str] = &[
+    "denied",
+    "unauthorized",
+    "forbidden",
+    "insufficient_scope",
+    "authentication required",
+    "invalid username/password",
+    "401",
+    "403",
+];
+
+#[track_caller]
+fn expect_refused<T: std::fmt::Debug>(r: Result<T, Output>, what: &str) -> Output {
+    expect_refused_or(r, what, &[])
+}
+
+/// [`expect_refused`], also accepting a client's own words for a refusal (`also`).
+#[track_caller]
+fn expect_refused_or<T: std::fmt::Debug>(
+    r: Result<T, Output>,
+    what: &str,
+    also: &[&str],
+) -> Output {
+    match r {
+        Ok(v) => panic!("{what}: should have been refused, but succeeded ({v:?})"),
+        Err(out) => {
+            let e = final_error(&out);
+            assert!(
+                AUTH_WORDS.iter().chain(also).any(|w| e.contains(w)) && !is_certificate_error(&e),
+                "{}",
+                out.describe(&format!("{what}: not an authorization error ({e})"))
+            );
+            out
+        }
+    }
+}
+
+#[track_caller]
+fn expect_ok<T>(r: Result<T, Output>, what: &str) -> T {
+    r.unwrap_or_else(|out| panic!("{}", out.describe(what)))
+}
+
+/// Retry `attempt` until it fails (a change on the store reaching the server), at most
+/// [`PROPAGATION`] after `since`; returns the failure and how long it took.
+fn eventually_fails<T>(
+    what: &str,
+    since: Instant,
+    mut attempt: impl FnMut() -> Result<T, Output>,
+) -> (Output, Duration) {
+    loop {
+        match attempt() {
+            Err(out) => return (out, since.elapsed()),
+            Ok(_) if since.elapsed() > PROPAGATION => {
+                panic!("{what}: still allowed {PROPAGATION:?} after the change")
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+/// Without the CA the client refuses the server; with it, the administrator pushes and pulls
+/// (by tag and by digest) and the digests the client pushed and pulled are what is served.
+fn admin_push_pull(env: &Env, c: &mut dyn Client) {
+    let dst = env.reference("team/app:v1");
+    let refused = c
+        .push(&dst, Access::new(&env.untrusted, Some(&env.admin_creds)))
+        .expect_err("a push trusting only the system roots must fail");
+    let e = final_error(&refused);
+    assert!(
+        is_certificate_error(&e),
+        "{}",
+        refused.describe(&format!("expected a certificate error ({e})"))
+    );
+    assert!(!env.exists("team/app:v1"));
+
+    let pushed = expect_ok(c.push(&dst, env.as_admin()), "admin push");
+    let served = env.served_digest("team/app:v1");
+    assert_eq!(
+        pushed, served,
+        "the digest pushed must be the digest served"
+    );
+    if c.byte_exact() {
+        assert_eq!(served, env.info.manifest_digest, "the manifest changed");
+    }
+    let pulled = expect_ok(c.pull(&dst, env.as_admin()), "admin pull by tag");
+    assert!(
+        pulled.contains(&served),
+        "pulled {pulled:?}, served {served}"
+    );
+    let by_digest = env.reference(&format!("team/app@{served}"));
+    let pulled = expect_ok(c.pull(&by_digest, env.as_admin()), "admin pull by digest");
+    assert!(
+        pulled.contains(&served),
+        "pulled {pulled:?}, served {served}"
+    );
+}
+
+/// A token scoped `repository:team/**:pull` pulls, and cannot push (new or existing repository).
+fn pull_only_token(env: &Env, c: &mut dyn Client) {
+    env.seed("team/app:v1");
+    let served = env.served_digest("team/app:v1");
+    let access = env.with(&env.dev_pull_token);
+    let pulled = expect_ok(
+        c.pull(&env.reference("team/app:v1"), access),
+        "pull with a pull-only token",
+    );
+    assert!(
+        pulled.contains(&served),
+        "pulled {pulled:?}, served {served}"
+    );
+    for dst in ["team/app:v2", "team/new:v1"] {
+        expect_refused(
+            c.push(&env.reference(dst), access),
+            &format!("push to {dst} with a pull-only token"),
+        );
+        assert!(!env.exists(dst), "{dst} was written");
+    }
+}
+
+/// A token scoped `repository:team/**:pull,push` (an administrator's, so the limit is the
+/// token's own) works in `team/**` and can neither pull nor push in `other/**`.
+fn team_token_stays_in_team(env: &Env, c: &mut dyn Client) {
+    env.seed("other/app:v1");
+    let access = env.with(&env.admin_team_token);
+    let pushed = expect_ok(
+        c.push(&env.reference("team/mine:v1"), access),
+        "push to team/** with a team/** token",
+    );
+    assert_eq!(pushed, env.served_digest("team/mine:v1"));
+    expect_ok(
+        c.pull(&env.reference("team/mine:v1"), access),
+        "pull from team/** with a team/** token",
+    );
+    expect_refused(
+        c.pull(&env.reference("other/app:v1"), access),
+        "pull from other/** with a team/** token",
+    );
+    for dst in ["other/app:v2", "other/new:v1"] {
+        expect_refused(
+            c.push(&env.reference(dst), access),
+            &format!("push to {dst} with a team/** token"),
+        );
+        assert!(!env.exists(dst), "{dst} was written");
+    }
+}
+
+/// Anonymous clients pull from `library/**` (public), and neither pull private repositories nor
+/// push to public ones.
+fn anonymous_pulls_public_only(env: &Env, c: &mut dyn Client) {
+    env.seed("library/pub:v1");
+    env.seed("other/app:v1");
+    let served = env.served_digest("library/pub:v1");
+    let anonymous = Access::new(&env.trust, None);
+    let pulled = expect_ok(
+        c.pull(&env.reference("library/pub:v1"), anonymous),
+        "anonymous pull of a public repository",
+    );
+    assert!(
+        pulled.contains(&served),
+        "pulled {pulled:?}, served {served}"
+    );
+    expect_refused(
+        c.pull(&env.reference("other/app:v1"), anonymous),
+        "anonymous pull of a private repository",
+    );
+    // The blobs are already in library/pub (and readable by anyone): only the manifest PUT
+    // is refused.
+    let words = c.manifest_refusal_words();
+    expect_refused_or(
+        c.push(&env.reference("library/pub:v2"), anonymous),
+        "anonymous push to a public repository",
+        words,
+    );
+    assert!(!env.exists("library/pub:v2"), "library/pub:v2 was written");
+}
+
+/// A token revoked (on the store) while the server runs stops working within seconds.
+fn revoked_token_fails(env: &Env, c: &mut dyn Client) {
+    env.seed("team/app:v1");
+    let access = env.with(&env.dev_team_token);
+    let reference = env.reference("team/app:v1");
+    expect_ok(c.pull(&reference, access), "pull before the revocation");
+    expect_ok(
+        c.push(&env.reference("team/before:v1"), access),
+        "push before the revocation",
+    );
+
+    let id = env.token_id(&env.dev_team_token);
+    env.cli(&["token", "revoke", &id]);
+    let (refused, took) = eventually_fails("pull with a revoked token", Instant::now(), || {
+        c.pull(&reference, access)
+    });
+    expect_refused(Err::<(), _>(refused), "pull with a revoked token");
+    eprintln!("revoked token refused after {took:?}");
+    expect_refused(
+        c.push(&env.reference("team/after:v1"), access),
+        "push with a revoked token",
+    );
+    assert!(!env.exists("team/after:v1"));
+}
+
+/// Taking push away from a user (`user ungrant dev 'team/**:push'`) takes it from the user's
+/// token too, while pulls keep working.
+fn ungrant_shrinks_token(env: &Env, c: &mut dyn Client) {
+    let access = env.with(&env.dev_team_token);
+    let pushed = expect_ok(
+        c.push(&env.reference("team/six:v1"), access),
+        "push before the ungrant",
+    );
+    assert_eq!(pushed, env.served_digest("team/six:v1"));
+
+    let changed = env.cli(&["user", "ungrant", DEV.0, "team/**:push"]);
+    assert!(
+        changed.stdout.contains("team/**:pull") && !changed.stdout.contains("push"),
+        "{}",
+        changed.describe("push was not taken away")
+    );
+    let mut n = 1;
+    let (refused, took) = eventually_fails("push after the ungrant", Instant::now(), || {
+        n += 1;
+        c.push(&env.reference(&format!("team/six:v{n}")), access)
+    });
+    expect_refused(Err::<(), _>(refused), "push after the ungrant");
+    eprintln!("ungranted push refused after {took:?}");
+    assert!(!env.exists(&format!("team/six:v{n}")));
+    let pulled = expect_ok(
+        c.pull(&env.reference("team/six:v1"), access),
+        "pull after the ungrant",
+    );
+    assert!(
+        pulled.contains(&pushed),
+        "pulled {pulled:?}, pushed {pushed}"
+    );
+}
+
+fn run_scenario(kind: Kind, scenario: fn(&Env, &mut dyn Client)) {
+    let env = Env::start();
+    let mut c = client(kind, &env);
+    scenario(&env, c.as_mut());
+}
+
+/// `mod SCENARIO { #[test] fn skopeo/podman/ctr }`, each on its own server.
+macro_rules! per_client {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::{Kind, run_scenario};
+
+            #[test]
+            fn skopeo() {
+                run_scenario(Kind::Skopeo, super::$scenario);
+            }
+
+            #[test]
+            fn podman() {
+                run_scenario(Kind::Podman, super::$scenario);
+            }
+
+            #[test]
+            fn ctr() {
+                run_scenario(Kind::Ctr, super::$scenario);
+            }
+        }
+    )*};
+}
+
+per_client!(
+    admin_push_pull,
+    pull_only_token,
+    team_token_stays_in_team,
+    anonymous_pulls_public_only,
+    revoked_token_fails,
+    ungrant_shrinks_token,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Certificate replaced under a connected HTTP/2 client
+// ---------------------------------------------------------------------------------------------
+
+/// Have the server make a development CA and certificate in `data` (`--tls-self-signed`), then
+/// stop it; returns the `tls` directory (`ca.crt`, `server.crt`, `server.key`).
+fn dev_certificate(data: &Path) -> PathBuf {
+    let server = Server::spawn_with_data(Path::new(BIN), data, &["--tls-self-signed"]);
+    let ca = server.ca_cert();
+    drop(server);
+    ca.parent().expect("tls dir").to_path_buf()
+}
+
+/// Replace `dest` the way a careful deployment tool does (temp file, then rename).
+fn install(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("new");
+    std::fs::copy(src, &tmp).expect("copy");
+    std::fs::rename(&tmp, dest).expect("rename");
+}
+
+/// What the connected client saw.
+struct Connected {
+    leaf_before: Vec<u8>,
+    leaf_after: Vec<u8>,
+    blob_back: Vec<u8>,
+}
+
+fn leaf_of(resp: &reqwest::Response) -> Vec<u8> {
+    resp.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .expect("TLS info")
+        .to_vec()
+}
+
+/// The `Location` of `resp` as an absolute URL.
+fn location(base: &str, resp: &reqwest::Response) -> String {
+    let loc = resp
+        .headers()
+        .get("location")
+        .expect("Location header")
+        .to_str()
+        .expect("ASCII Location");
+    if loc.starts_with("https://") {
+        loc.to_string()
+    } else {
+        format!("{base}{loc}")
+    }
+}
+
+/// The state of [`upload_across_swap`]'s request body.
+struct Feed {
+    first: Option<Vec<u8>>,
+    second: Option<Vec<u8>>,
+    sent: Option<std::sync::mpsc::Sender<()>>,
+    go: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// One HTTP/2 client trusting `ca_pem`: checks the connection, starts a blob upload, streams
+/// `first`, says so on `sent`, waits for `go`, streams `second`, finishes the upload as
+/// `digest`, and reads the blob back, all on the connection it opened first.
+async fn upload_across_swap(
+    base: String,
+    ca_pem: Vec<u8>,
+    (first, second, digest): (Vec<u8>, Vec<u8>, String),
+    sent: std::sync::mpsc::Sender<()>,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> Connected {
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).expect("CA PEM")])
+        .tls_info(true)
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let resp = client
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .expect("GET /v2/");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN must pick h2"
+    );
+    let leaf_before = leaf_of(&resp);
+
+    let resp = client
+        .post(format!("{base}/v2/reload/blob/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start upload");
+    assert_eq!(resp.status(), 202, "POST uploads");
+    let upload = location(&base, &resp);
+
+    // The body stream: `first`, then (when hyper comes back for more, so `first` has been
+    // taken and the request is on the wire) tell the test, wait for `go`, then `second`.
+    let feed = Feed {
+        first: Some(first),
+        second: Some(second),
+        sent: Some(sent),
+        go: Some(go),
+    };
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(feed, |mut f| async move {
+        if let Some(first) = f.first.take() {
+            return Some((Ok::<_, std::io::Error>(first), f));
+        }
+        if let Some(sent) = f.sent.take() {
+            let _ = sent.send(());
+        }
+        if let Some(go) = f.go.take() {
+            let _ = go.await;
+        }
+        f.second.take().map(|second| (Ok(second), f))
+    }));
+    let resp = client
+        .patch(&upload)
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .expect("PATCH across the certificate change");
+    assert_eq!(resp.status(), 202, "PATCH");
+    let upload = location(&base, &resp);
+    let sep = if upload.contains('?') { '&' } else { '?' };
+    let resp = client
+        .put(format!("{upload}{sep}digest={digest}"))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), 201, "PUT");
+
+    let resp = client
+        .get(format!("{base}/v2/reload/blob/blobs/{digest}"))
+        .send()
+        .await
+        .expect("GET blob");
+    assert_eq!(resp.status(), 200, "GET blob");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let leaf_after = leaf_of(&resp);
+    let blob_back = resp.bytes().await.expect("blob body").to_vec();
+    Connected {
+        leaf_before,
+        leaf_after,
+        blob_back,
+    }
+}
+
+/// The server reloads `[tls] cert`/`key` (`reload_interval = "200ms"`) while a client stays
+/// connected over HTTP/2 with an upload in flight. That connection keeps working on the old
+/// certificate; a second later new connections present the new one: skopeo trusting the new
+/// CA succeeds, and trusting the old CA fails with a certificate error.
+#[test]
+fn certificate_swap_under_a_connected_http2_client() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let old = dev_certificate(&tmp.path().join("gen-old"));
+    let new = dev_certificate(&tmp.path().join("gen-new"));
+    assert_ne!(
+        std::fs::read(old.join("ca.crt")).unwrap(),
+        std::fs::read(new.join("ca.crt")).unwrap(),
+        "two data directories must get two CAs"
+    );
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let (cert, key) = (live.join("cert.pem"), live.join("key.pem"));
+    install(&old.join("server.key"), &key);
+    install(&old.join("server.crt"), &cert);
+    let config = tmp.path().join("stowage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\nreload_interval = \"200ms\"\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn_with_data(
+        Path::new(BIN),
+        &tmp.path().join("data"),
+        &["--config", &config.display().to_string()],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let old_trust = Trust::ca(&server.addr, &old.join("ca.crt"));
+    let new_trust = Trust::ca(&server.addr, &new.join("ca.crt"));
+    let reference = format!("docker://{}/reload/app:v1", server.addr);
+
+    let sk = Skopeo::new();
+    let layout = tmp.path().join("layout");
+    let info = image::write_oci_layout(&layout, "v1", &ImageSpec::new("reload"));
+    sk.try_copy_verified(
+        &format!("oci:{}:v1", layout.display()),
+        None,
+        &reference,
+        Some(Access::new(&old_trust, None)),
+        &["--preserve-digests"],
+    )
+    .ok();
+    let raw = sk.inspect_raw_verified(&reference, Access::new(&old_trust, None));
+    assert_eq!(sha256_digest(&raw), info.manifest_digest);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let blob: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = sha256_digest(&blob);
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+    let connected = rt.spawn(upload_across_swap(
+        server.url.clone(),
+        std::fs::read(old.join("ca.crt")).unwrap(),
+        (
+            blob[..100_000].to_vec(),
+            blob[100_000..].to_vec(),
+            digest.clone(),
+        ),
+        sent_tx,
+        go_rx,
+    ));
+    sent_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the upload did not start");
+
+    // Key first, like the server's own writer: a poll in between sees a mismatched pair and
+    // keeps the old certificate.
+    install(&new.join("server.key"), &key);
+    install(&new.join("server.crt"), &cert);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let raw = sk.inspect_raw_verified(&reference, Access::new(&new_trust, None));
+    assert_eq!(sha256_digest(&raw), info.manifest_digest);
+    let refused = sk.try_inspect_verified(&reference, Access::new(&old_trust, None), &["--raw"]);
+    assert!(
+        !refused.success(),
+        "{}",
+        refused.describe("the old CA still works")
+    );
+    let e = final_error(&refused);
+    assert!(
+        is_certificate_error(&e),
+        "{}",
+        refused.describe(&format!("expected a certificate error ({e})"))
+    );
+
+    let _ = go_tx.send(());
+    let seen = rt
+        .block_on(connected)
+        .expect("the connected client panicked");
+    assert_eq!(seen.blob_back, blob, "the blob uploaded across the change");
+    assert_eq!(
+        seen.leaf_after, seen.leaf_before,
+        "the connection opened before the change must still be the one in use"
+    );
+}

@@ -15,7 +15,6 @@ use axum::http::{Method, header};
 use std::collections::HashMap;
 
 use stowage_auth::jwt::{Claims, JwtError};
-use stowage_auth::pattern::Access;
 use stowage_auth::scope::{Action, Actions};
 use stowage_auth::secret;
 use stowage_oci::{ErrorCode, RepoName};
@@ -78,7 +77,7 @@ impl Need {
 pub struct Principal {
     pub cred: Cred,
     /// The access a bearer JWT grants (None: not a JWT request).
-    jwt: Option<Vec<Access>>,
+    jwt: Option<Arc<Claims>>,
     /// None when authentication is off: everything is allowed.
     snap: Option<Arc<Snapshot>>,
 }
@@ -106,8 +105,9 @@ impl Principal {
         let held = snap.actions_on(&self.cred, repo);
         match &self.jwt {
             None => held,
-            Some(access) => held.intersect(
-                access
+            Some(claims) => held.intersect(
+                claims
+                    .access
                     .iter()
                     .filter(|a| a.kind == "repository" && a.name == repo)
                     .fold(Actions::NONE, |acc, a| acc.union(a.actions())),
@@ -118,8 +118,9 @@ impl Principal {
     fn catalog(&self) -> bool {
         let Some(snap) = &self.snap else { return true };
         snap.catalog(&self.cred)
-            && self.jwt.as_ref().is_none_or(|access| {
-                access
+            && self.jwt.as_ref().is_none_or(|claims| {
+                claims
+                    .access
                     .iter()
                     .any(|a| a.kind == "registry" && a.name == "catalog")
             })
@@ -254,7 +255,7 @@ impl Auth {
                         Need::Upload(n, id)
                             if registry.upload_opened_at(n, id, &c.sub).await?.is_some() =>
                         {
-                            Some(*c)
+                            Some(Arc::new(*c))
                         }
                         _ => None,
                     },
@@ -265,7 +266,7 @@ impl Auth {
                         .filter(|cred| cred.subject() == c.sub)
                 });
                 match (cred, claims) {
-                    (Some(cred), Some(c)) => (cred, Some(c.access)),
+                    (Some(cred), Some(c)) => (cred, Some(c)),
                     _ => {
                         tracing::warn!(route = ?need_name(need), "auth: invalid or revoked bearer token");
                         return Err(self.challenge(
@@ -314,7 +315,7 @@ impl Auth {
         snap: &Snapshot,
         token: &str,
         now: i64,
-    ) -> std::result::Result<Claims, JwtError> {
+    ) -> std::result::Result<Arc<Claims>, JwtError> {
         let key = secret::hash_secret(token);
         {
             let cache = self.verified.lock().expect("jwt cache");
@@ -324,7 +325,7 @@ impl Auth {
                 if now >= c.exp + LEEWAY {
                     return Err(JwtError::Expired(Box::new((**c).clone())));
                 }
-                return Ok((**c).clone());
+                return Ok(c.clone());
             }
         }
         let claims = snap
@@ -334,7 +335,8 @@ impl Auth {
         if cache.0 != snap.revision || cache.1.len() >= VERIFIED_MAX {
             *cache = (snap.revision, HashMap::new());
         }
-        cache.1.insert(key, Arc::new(claims.clone()));
+        let claims = Arc::new(claims);
+        cache.1.insert(key, claims.clone());
         Ok(claims)
     }
 }

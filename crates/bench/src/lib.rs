@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use stowage_client::Client;
+use stowage_client::credentials::Credential;
 
 use crate::data::SeededBlob;
 use crate::procs::Registry;
@@ -142,20 +143,15 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
             "{what} (server RSS {rss:.0} MiB, peak so far {peak:.0} MiB)"
         ));
     };
-    let c = Client::new(&reg.url)?;
-    // With authentication on, every request carries a bearer JWT; it is renewed before each
-    // phase because tokens live 5 minutes.
-    let login = || async {
-        if let Some((user, pass)) = &reg.creds {
-            let scopes: Vec<String> = ["bench/big", "bench/small", "bench/manifests"]
-                .iter()
-                .map(|r| format!("repository:{r}:pull,push,delete"))
-                .collect();
-            c.authenticate(user, pass, &scopes).await?;
-        }
-        Ok::<(), anyhow::Error>(())
+    // With authentication on, every request carries a bearer JWT, fetched per repository
+    // scope on the first 401 and renewed before it expires.
+    let c = match &reg.creds {
+        Some((user, pass)) => Client::new(&reg.url)?.with_auth(Some(Credential {
+            username: user.clone(),
+            secret: pass.clone(),
+        })),
+        None => Client::new(&reg.url)?,
     };
-    login().await?;
     c.ping().await?;
     let mut f = Figures::new();
     let (idle, _) = reg.memory_mib();
@@ -181,7 +177,6 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     );
 
     progress("pull big blob");
-    login().await?;
     settle().await;
     let cpu0 = reg.cpu_seconds();
     f.insert("pull_mbps", workloads::pull(&c, "bench/big", &mono).await?);
@@ -193,7 +188,6 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     workloads::verify_digest(&c, "bench/big", &chunked.digest).await?;
 
     progress("small blob pushes");
-    login().await?;
     settle().await;
     let (rate, lat, small) = workloads::small_pushes(
         &c,
@@ -211,7 +205,6 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     }
 
     progress("manifest pushes");
-    login().await?;
     let (rate, manifests) =
         workloads::manifests(&c, "bench/manifests", sizes.manifests, sizes.manifest_conc).await?;
     f.insert("manifest_put_per_s", rate);
@@ -223,7 +216,6 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
         (Read::BlobHead, "blob_head"),
     ] {
         progress(key);
-        login().await?;
         let repo = if matches!(what, Read::BlobHead) {
             "bench/small"
         } else {
@@ -245,7 +237,6 @@ pub async fn run(reg: &Registry, sizes: &Sizes, progress: &dyn Fn(&str)) -> Resu
     }
 
     progress("tag list");
-    login().await?;
     let tags: Vec<String> = manifests.iter().map(|m| m.tag.clone()).collect();
     let sorted = reg.kind == procs::Kind::Stowage;
     f.insert(

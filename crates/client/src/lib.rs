@@ -9,7 +9,11 @@
 //! them. Bodies are streamed both ways; nothing here buffers a blob. Authentication, credential
 //! files and image formats build on top of this (the CLI issue); the benchmark uses it as is.
 
+pub mod auth;
+pub mod credentials;
 pub mod error;
+pub mod image_ref;
+pub mod layout;
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION, RANGE};
@@ -29,8 +33,8 @@ pub struct Client {
     http: reqwest::Client,
     /// `scheme://host:port`, no trailing slash.
     base: String,
-    /// The `Authorization` value sent with every request, once authenticated.
-    authorization: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    /// Authentication for this registry (challenges, tokens, credentials), when enabled.
+    auth: Option<std::sync::Arc<auth::Authenticator>>,
 }
 
 /// An open upload session.
@@ -38,6 +42,8 @@ pub struct Client {
 pub struct Upload {
     /// Absolute URL of the session (the latest `Location`).
     pub location: String,
+    /// The token scope its requests need.
+    pub scope: Vec<String>,
 }
 
 /// A manifest as fetched.
@@ -74,89 +80,110 @@ impl Client {
         Client {
             http,
             base: base.trim_end_matches('/').to_string(),
-            authorization: Default::default(),
+            auth: None,
         }
     }
 
-    /// A request with the current authorization attached.
+    /// Answer the registry's challenges (Docker token auth or Basic) with `cred`, or
+    /// anonymously when None. Tokens are cached per scope and renewed before they expire.
+    pub fn with_auth(mut self, cred: Option<credentials::Credential>) -> Client {
+        self.auth = Some(std::sync::Arc::new(auth::Authenticator::new(
+            self.http.clone(),
+            cred,
+        )));
+        self
+    }
+
+    /// The authenticator, when authentication is on.
+    pub fn authenticator(&self) -> Option<&auth::Authenticator> {
+        self.auth.as_deref()
+    }
+
+    /// A request to this registry.
     fn request(
         &self,
         method: reqwest::Method,
         url: impl reqwest::IntoUrl,
     ) -> reqwest::RequestBuilder {
-        let b = self.http.request(method, url);
-        match self.authorization.read().expect("authorization").as_deref() {
-            Some(v) => b.header(reqwest::header::AUTHORIZATION, v),
-            None => b,
+        self.http.request(method, url)
+    }
+
+    /// Send a request needing `scope`: with the cached authorization, answering one 401 with
+    /// a fresh token (or, for a streamed body that cannot be sent twice, getting the token
+    /// first), and retrying GET/HEAD on connection errors, 429 and 502-504 with backoff.
+    async fn go(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+        scope: &[String],
+    ) -> Result<reqwest::Response> {
+        let Some(auth) = &self.auth else {
+            return send_retrying(req, what).await;
+        };
+        let mut header = auth.cached(scope);
+        if header.is_none() && req.try_clone().is_none() {
+            header = self.preflight(auth, scope).await?;
+        }
+        let spare = req.try_clone();
+        let with = |r: reqwest::RequestBuilder, h: &Option<String>| match h {
+            Some(h) => r.header(reqwest::header::AUTHORIZATION, h),
+            None => r,
+        };
+        let resp = send_retrying(with(req, &header), what).await?;
+        if resp.status() != 401 {
+            return Ok(resp);
+        }
+        let Some(spare) = spare else { return Ok(resp) };
+        let values: Vec<String> = resp
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        match auth.authorize(&refs, scope).await? {
+            Some(h) if Some(&h) != header.as_ref() => {
+                send_retrying(with(spare, &Some(h)), what).await
+            }
+            _ => Ok(resp),
         }
     }
 
-    /// Authenticate with Docker token auth: read the registry's Bearer challenge, ask its
-    /// realm for a token covering `scopes` (e.g. `repository:team/app:pull,push`) with
-    /// `user`/`password`, and send that token from now on. A registry that challenges with
-    /// Basic gets the credentials on every request instead. Call again to renew.
-    pub async fn authenticate(&self, user: &str, password: &str, scopes: &[String]) -> Result<()> {
-        use base64::Engine;
-        let basic = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        );
-        let r = self
-            .http
-            .get(format!("{}/v2/", self.base))
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("ping", e))?;
-        let challenge = r
+    /// Learn the registry's challenge from `GET /v2/` and get a header for `scope`.
+    async fn preflight(
+        &self,
+        auth: &auth::Authenticator,
+        scope: &[String],
+    ) -> Result<Option<String>> {
+        let r = send_retrying(self.http.get(format!("{}/v2/", self.base)), "ping").await?;
+        if r.status() != 401 {
+            return Ok(None);
+        }
+        let values: Vec<String> = r
             .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let Some(params) = challenge.strip_prefix("Bearer ") else {
-            *self.authorization.write().expect("authorization") = Some(basic);
-            return Ok(());
-        };
-        let param = |key: &str| {
-            params.split(',').find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == key).then(|| v.trim_matches('"').to_string())
-            })
-        };
-        let realm = param("realm")
-            .ok_or_else(|| ClientError::protocol("token auth", "Bearer challenge without realm"))?;
-        let mut query: Vec<(String, String)> = Vec::new();
-        if let Some(s) = param("service") {
-            query.push(("service".into(), s));
-        }
-        for s in scopes {
-            query.push(("scope".into(), s.clone()));
-        }
-        let qs: Vec<String> = query
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
             .iter()
-            .map(|(k, v)| format!("{k}={}", form_escape(v)))
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
             .collect();
-        let sep = if realm.contains('?') { '&' } else { '?' };
-        let r = self
-            .http
-            .get(format!("{realm}{sep}{}", qs.join("&")))
-            .header(reqwest::header::AUTHORIZATION, basic)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("token request", e))?;
-        let r = Self::check("token request", r, &[200]).await?;
-        let body = r
-            .bytes()
-            .await
-            .map_err(|e| ClientError::transport("token request", e))?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::protocol("token request", &e.to_string()))?;
-        let token = v
-            .get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| ClientError::protocol("token request", "answer has no token"))?;
-        *self.authorization.write().expect("authorization") = Some(format!("Bearer {token}"));
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        auth.authorize(&refs, scope).await
+    }
+
+    /// Compatibility for callers that log in once with a password: turn authentication on
+    /// with these credentials and get a token for `scopes` now.
+    pub async fn authenticate(
+        &mut self,
+        user: &str,
+        password: &str,
+        scopes: &[String],
+    ) -> Result<()> {
+        let cred = credentials::Credential {
+            username: user.to_string(),
+            secret: password.to_string(),
+        };
+        let auth = std::sync::Arc::new(auth::Authenticator::new(self.http.clone(), Some(cred)));
+        self.preflight(&auth, scopes).await?;
+        self.auth = Some(auth);
         Ok(())
     }
 
@@ -183,22 +210,28 @@ impl Client {
 
     /// `GET /v2/`.
     pub async fn ping(&self) -> Result<()> {
+        let scope: [String; 0] = [];
         let r = self
-            .request(reqwest::Method::GET, format!("{}/v2/", self.base))
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("ping", e))?;
+            .go(
+                self.request(reqwest::Method::GET, format!("{}/v2/", self.base)),
+                "ping",
+                &scope,
+            )
+            .await?;
         Self::check("ping", r, &[200]).await.map(|_| ())
     }
 
     /// `HEAD` a blob: its size, or None when the registry does not have it.
     pub async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let scope = [pull_scope(repo)];
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
         let r = self
-            .request(reqwest::Method::HEAD, url)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("blob HEAD", e))?;
+            .go(
+                self.request(reqwest::Method::HEAD, url),
+                "blob HEAD",
+                &scope,
+            )
+            .await?;
         if r.status() == 404 {
             return Ok(None);
         }
@@ -213,6 +246,7 @@ impl Client {
         digest: &Digest,
         range: Option<(u64, u64)>,
     ) -> Result<reqwest::Response> {
+        let scope = [pull_scope(repo)];
         let mut req = self.request(
             reqwest::Method::GET,
             format!("{}/v2/{repo}/blobs/{digest}", self.base),
@@ -220,27 +254,28 @@ impl Client {
         if let Some((a, b)) = range {
             req = req.header(RANGE, format!("bytes={a}-{b}"));
         }
-        let r = req
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("blob GET", e))?;
+        let r = self.go(req, "blob GET", &scope).await?;
         Self::check("blob GET", r, &[200, 206]).await
     }
 
     /// `POST /v2/<repo>/blobs/uploads/`: open a session.
     pub async fn upload_start(&self, repo: &str) -> Result<Upload> {
+        let scope = [push_scope(repo)];
         let r = self
-            .request(
-                reqwest::Method::POST,
-                format!("{}/v2/{repo}/blobs/uploads/", self.base),
+            .go(
+                self.request(
+                    reqwest::Method::POST,
+                    format!("{}/v2/{repo}/blobs/uploads/", self.base),
+                )
+                .header(CONTENT_LENGTH, 0),
+                "upload start",
+                &scope,
             )
-            .header(CONTENT_LENGTH, 0)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("upload start", e))?;
+            .await?;
         let r = Self::check("upload start", r, &[202]).await?;
         Ok(Upload {
             location: self.location(&r, "upload start")?,
+            scope: scope.to_vec(),
         })
     }
 
@@ -260,6 +295,7 @@ impl Client {
         body: reqwest::Body,
         range: Option<(u64, u64)>,
     ) -> Result<u64> {
+        let scope = up.scope.clone();
         let mut req = self
             .request(reqwest::Method::PATCH, &up.location)
             .header(CONTENT_TYPE, "application/octet-stream");
@@ -268,11 +304,7 @@ impl Client {
                 .header(CONTENT_RANGE, format!("{a}-{b}"))
                 .header(CONTENT_LENGTH, b - a + 1);
         }
-        let r = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("upload chunk", e))?;
+        let r = self.go(req.body(body), "upload chunk", &scope).await?;
         let r = Self::check("upload chunk", r, &[202]).await?;
         up.location = self.location(&r, "upload chunk")?;
         let end = r
@@ -294,6 +326,7 @@ impl Client {
         digest: &Digest,
         body: Option<(reqwest::Body, u64)>,
     ) -> Result<()> {
+        let scope = up.scope.clone();
         let sep = if up.location.contains('?') { '&' } else { '?' };
         let mut req = self.request(
             reqwest::Method::PUT,
@@ -306,10 +339,7 @@ impl Client {
                 .body(b),
             None => req.header(CONTENT_LENGTH, 0),
         };
-        let r = req
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("upload finish", e))?;
+        let r = self.go(req, "upload finish", &scope).await?;
         Self::check("upload finish", r, &[201]).await.map(|_| ())
     }
 
@@ -333,24 +363,28 @@ impl Client {
         digest: &Digest,
         bytes: Bytes,
     ) -> Result<()> {
+        let scope = [push_scope(repo)];
         let len = bytes.len() as u64;
         let r = self
-            .request(
-                reqwest::Method::POST,
-                format!("{}/v2/{repo}/blobs/uploads/?digest={digest}", self.base),
+            .go(
+                self.request(
+                    reqwest::Method::POST,
+                    format!("{}/v2/{repo}/blobs/uploads/?digest={digest}", self.base),
+                )
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, len)
+                .body(bytes.clone()),
+                "single-POST upload",
+                &scope,
             )
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, len)
-            .body(bytes.clone())
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("single-POST upload", e))?;
+            .await?;
         let r = Self::check("single-POST upload", r, &[201, 202]).await?;
         if r.status() == 201 {
             return Ok(());
         }
         let up = Upload {
             location: self.location(&r, "single-POST upload")?,
+            scope: scope.to_vec(),
         };
         self.upload_finish(up, digest, Some((reqwest::Body::from(bytes), len)))
             .await
@@ -362,15 +396,18 @@ impl Client {
         repo: &str,
         reference: &str,
     ) -> Result<Option<(Option<String>, u64)>> {
+        let scope = [pull_scope(repo)];
         let r = self
-            .request(
-                reqwest::Method::HEAD,
-                format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            .go(
+                self.request(
+                    reqwest::Method::HEAD,
+                    format!("{}/v2/{repo}/manifests/{reference}", self.base),
+                )
+                .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT),
+                "manifest HEAD",
+                &scope,
             )
-            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("manifest HEAD", e))?;
+            .await?;
         if r.status() == 404 {
             return Ok(None);
         }
@@ -380,15 +417,18 @@ impl Client {
 
     /// `GET` a manifest with the full Accept list.
     pub async fn manifest_get(&self, repo: &str, reference: &str) -> Result<Manifest> {
+        let scope = [pull_scope(repo)];
         let r = self
-            .request(
-                reqwest::Method::GET,
-                format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            .go(
+                self.request(
+                    reqwest::Method::GET,
+                    format!("{}/v2/{repo}/manifests/{reference}", self.base),
+                )
+                .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT),
+                "manifest GET",
+                &scope,
             )
-            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("manifest GET", e))?;
+            .await?;
         let r = Self::check("manifest GET", r, &[200]).await?;
         let media_type = r
             .headers()
@@ -416,16 +456,19 @@ impl Client {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<Option<String>> {
+        let scope = [push_scope(repo)];
         let r = self
-            .request(
-                reqwest::Method::PUT,
-                format!("{}/v2/{repo}/manifests/{reference}", self.base),
+            .go(
+                self.request(
+                    reqwest::Method::PUT,
+                    format!("{}/v2/{repo}/manifests/{reference}", self.base),
+                )
+                .header(CONTENT_TYPE, media_type)
+                .body(bytes),
+                "manifest PUT",
+                &scope,
             )
-            .header(CONTENT_TYPE, media_type)
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("manifest PUT", e))?;
+            .await?;
         let r = Self::check("manifest PUT", r, &[201]).await?;
         Ok(docker_digest(&r))
     }
@@ -437,6 +480,7 @@ impl Client {
         n: Option<usize>,
         url: Option<&str>,
     ) -> Result<TagPage> {
+        let scope = [pull_scope(repo)];
         let url = match url {
             Some(u) => self.resolve(u),
             None => match n {
@@ -445,10 +489,8 @@ impl Client {
             },
         };
         let r = self
-            .request(reqwest::Method::GET, url)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport("tag list", e))?;
+            .go(self.request(reqwest::Method::GET, url), "tag list", &scope)
+            .await?;
         let r = Self::check("tag list", r, &[200]).await?;
         let next = r
             .headers()
@@ -485,17 +527,59 @@ impl Client {
     }
 }
 
-/// Percent-encode a query value.
-fn form_escape(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
+/// The token scope for pulling from `repo`.
+pub fn pull_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull")
+}
+
+/// The token scope for pushing to `repo`.
+pub fn push_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull,push")
+}
+
+/// How many times a GET or HEAD is tried.
+const ATTEMPTS: u32 = 4;
+
+/// Send, retrying idempotent requests (GET, HEAD) on connection errors and on 429, 502, 503
+/// and 504, with exponential backoff (or the server's `Retry-After`, up to 30 s).
+async fn send_retrying(req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
+    let idempotent = req
+        .try_clone()
+        .and_then(|r| r.build().ok())
+        .is_some_and(|r| matches!(*r.method(), reqwest::Method::GET | reqwest::Method::HEAD));
+    let mut req = req;
+    let mut delay = std::time::Duration::from_millis(250);
+    for attempt in 1..=ATTEMPTS {
+        let spare = if idempotent && attempt < ATTEMPTS {
+            req.try_clone()
+        } else {
+            None
+        };
+        let result = req.send().await;
+        let Some(next) = spare else {
+            return result.map_err(|e| ClientError::transport(what, e));
+        };
+        let wait = match &result {
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => Some(delay),
+            Ok(r) if matches!(r.status().as_u16(), 429 | 502 | 503 | 504) => Some(
+                r.headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(delay, |s| std::time::Duration::from_secs(s.min(30))),
+            ),
+            _ => None,
+        };
+        match wait {
+            None => return result.map_err(|e| ClientError::transport(what, e)),
+            Some(w) => {
+                tokio::time::sleep(w).await;
+                delay *= 2;
+                req = next;
             }
-        })
-        .collect()
+        }
+    }
+    unreachable!("the last attempt always returns")
 }
 
 fn content_length(r: &reqwest::Response) -> Option<u64> {

@@ -1,0 +1,374 @@
+//! Registry authentication as clients see it: `WWW-Authenticate` challenges, Docker token
+//! auth (GET with Basic, OAuth2 POST with a refresh token), Basic, and a per-scope token cache
+//! renewed before expiry.
+//!
+//! An [`Authenticator`] belongs to one registry host and is only ever asked for headers of
+//! requests to that host, so credentials never travel elsewhere (redirects to a CDN go out
+//! without them; reqwest also strips `Authorization` on cross-host redirects).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::credentials::Credential;
+use crate::error::ClientError;
+
+/// One parsed challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `basic` or `bearer` (lowercase).
+    pub scheme: String,
+    pub params: HashMap<String, String>,
+}
+
+impl Challenge {
+    pub fn param(&self, k: &str) -> Option<&str> {
+        self.params.get(k).map(String::as_str)
+    }
+}
+
+/// Parse `WWW-Authenticate` values: `Bearer realm="…",service="…",scope="a b"` (quoted values
+/// may hold commas and escaped quotes), `Basic realm="…"`.
+pub fn parse_challenges(values: &[&str]) -> Vec<Challenge> {
+    let mut out: Vec<Challenge> = Vec::new();
+    for v in values {
+        let mut rest = v.trim();
+        while !rest.is_empty() {
+            let (scheme, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            let mut params = HashMap::new();
+            let mut s = after.trim_start();
+            while let Some(eq) = s.find('=') {
+                let key = s[..eq].trim();
+                if key.contains(' ') || key.contains(',') || key.is_empty() {
+                    break;
+                }
+                let mut value = String::new();
+                let mut r = &s[eq + 1..];
+                if let Some(q) = r.strip_prefix('"') {
+                    let mut chars = q.char_indices();
+                    let mut end = q.len();
+                    while let Some((i, c)) = chars.next() {
+                        match c {
+                            '\\' => {
+                                if let Some((_, n)) = chars.next() {
+                                    value.push(n);
+                                }
+                            }
+                            '"' => {
+                                end = i + 1;
+                                break;
+                            }
+                            c => value.push(c),
+                        }
+                    }
+                    r = &q[end.min(q.len())..];
+                } else {
+                    let end = r.find(',').unwrap_or(r.len());
+                    value = r[..end].trim().to_string();
+                    r = &r[end..];
+                }
+                params.insert(key.to_ascii_lowercase(), value);
+                s = r.trim_start();
+                match s.strip_prefix(',') {
+                    Some(n) => s = n.trim_start(),
+                    None => break,
+                }
+            }
+            out.push(Challenge {
+                scheme: scheme.to_ascii_lowercase(),
+                params,
+            });
+            rest = s.trim_start_matches(',').trim_start();
+            if rest == after.trim_start() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A cached bearer token.
+#[derive(Clone)]
+struct Cached {
+    header: String,
+    renew_at: Instant,
+}
+
+/// Authentication state for one registry host.
+pub struct Authenticator {
+    http: reqwest::Client,
+    cred: Option<Credential>,
+    /// The challenge the registry answered with, once seen.
+    challenge: Mutex<Option<Challenge>>,
+    /// Scope set (joined) -> bearer header.
+    tokens: Mutex<HashMap<String, Cached>>,
+    /// A refresh token the token server handed out (or the stored identity token).
+    refresh: Mutex<Option<String>>,
+}
+
+fn basic(c: &Credential) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.secret))
+    )
+}
+
+fn escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Authenticator {
+    pub fn new(http: reqwest::Client, cred: Option<Credential>) -> Authenticator {
+        let refresh = cred
+            .as_ref()
+            .filter(|c| c.is_identity_token())
+            .map(|c| c.secret.clone());
+        Authenticator {
+            http,
+            cred,
+            challenge: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            refresh: Mutex::new(refresh),
+        }
+    }
+
+    /// The credential in use, if any.
+    pub fn credential(&self) -> Option<&Credential> {
+        self.cred.as_ref()
+    }
+
+    /// The `Authorization` value for a request needing `scopes`, when one is known without
+    /// asking anybody (a fresh cached token, or Basic once the registry asked for Basic).
+    pub fn cached(&self, scopes: &[String]) -> Option<String> {
+        let ch = self.challenge.lock().expect("challenge").clone()?;
+        if ch.scheme == "basic" {
+            return self
+                .cred
+                .as_ref()
+                .filter(|c| !c.is_identity_token())
+                .map(basic);
+        }
+        let key = scopes.join(" ");
+        let tokens = self.tokens.lock().expect("tokens");
+        tokens
+            .get(&key)
+            .filter(|c| Instant::now() < c.renew_at)
+            .map(|c| c.header.clone())
+    }
+
+    /// The registry refused a request (401): learn its challenge and get a header that may
+    /// work for `scopes`. None when nothing new can be tried.
+    pub async fn authorize(
+        &self,
+        www_authenticate: &[&str],
+        scopes: &[String],
+    ) -> Result<Option<String>, ClientError> {
+        let challenges = parse_challenges(www_authenticate);
+        let ch = challenges
+            .iter()
+            .find(|c| c.scheme == "bearer")
+            .or_else(|| challenges.iter().find(|c| c.scheme == "basic"))
+            .cloned();
+        let Some(ch) = ch else { return Ok(None) };
+        *self.challenge.lock().expect("challenge") = Some(ch.clone());
+        if ch.scheme == "basic" {
+            return Ok(self
+                .cred
+                .as_ref()
+                .filter(|c| !c.is_identity_token())
+                .map(basic));
+        }
+        // A challenge naming an error for the token we sent: drop it and fetch anew.
+        let key = scopes.join(" ");
+        self.tokens.lock().expect("tokens").remove(&key);
+        let mut want: Vec<String> = scopes.to_vec();
+        if let Some(s) = ch.param("scope") {
+            for extra in s.split(' ').filter(|x| !x.is_empty()) {
+                if !want.iter().any(|w| w == extra) {
+                    want.push(extra.to_string());
+                }
+            }
+        }
+        let (token, ttl) = self.fetch(&ch, &want).await?;
+        let header = format!("Bearer {token}");
+        // Renew at 90% of the lifetime (at least 60 s is the spec's minimum lifetime).
+        let life = Duration::from_secs(ttl.max(60));
+        self.tokens.lock().expect("tokens").insert(
+            key,
+            Cached {
+                header: header.clone(),
+                renew_at: Instant::now() + life.mul_f64(0.9),
+            },
+        );
+        Ok(Some(header))
+    }
+
+    /// Ask the token server for a token covering `scopes`.
+    async fn fetch(&self, ch: &Challenge, scopes: &[String]) -> Result<(String, u64), ClientError> {
+        let realm = ch.param("realm").ok_or_else(|| {
+            ClientError::protocol("token request", "Bearer challenge without a realm")
+        })?;
+        let service = ch.param("service").unwrap_or_default();
+        let refresh = self.refresh.lock().expect("refresh").clone();
+        let resp = if let Some(rt) = refresh {
+            let mut form = vec![
+                ("grant_type", "refresh_token".to_string()),
+                ("refresh_token", rt),
+                ("service", service.to_string()),
+                ("client_id", "stowage".to_string()),
+            ];
+            if !scopes.is_empty() {
+                form.push(("scope", scopes.join(" ")));
+            }
+            let body: Vec<String> = form
+                .iter()
+                .map(|(k, v)| format!("{k}={}", escape(v)))
+                .collect();
+            self.http
+                .post(realm)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body.join("&"))
+                .send()
+                .await
+        } else {
+            let mut q = Vec::new();
+            if !service.is_empty() {
+                q.push(format!("service={}", escape(service)));
+            }
+            for s in scopes {
+                q.push(format!("scope={}", escape(s)));
+            }
+            if let Some(c) = &self.cred {
+                q.push(format!("account={}", escape(&c.username)));
+            }
+            let sep = if realm.contains('?') { '&' } else { '?' };
+            let url = if q.is_empty() {
+                realm.to_string()
+            } else {
+                format!("{realm}{sep}{}", q.join("&"))
+            };
+            let mut b = self.http.get(url);
+            if let Some(c) = &self.cred {
+                b = b.header(reqwest::header::AUTHORIZATION, basic(c));
+            }
+            b.send().await
+        }
+        .map_err(|e| ClientError::transport("token request", e))?;
+        if !resp.status().is_success() {
+            return Err(ClientError::from_response("token request", resp).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport("token request", e))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ClientError::protocol("token request", &format!("answer is not JSON: {e}"))
+        })?;
+        let token = v
+            .get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ClientError::protocol("token request", "the answer has no token"))?;
+        if let Some(rt) = v.get("refresh_token").and_then(|t| t.as_str()) {
+            *self.refresh.lock().expect("refresh") = Some(rt.to_string());
+        }
+        let ttl = v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(60);
+        Ok((token.to_string(), ttl))
+    }
+
+    /// Log in the way `docker login` does: a token with offline access and no scope. Returns
+    /// the refresh token, if the server gave one (store it instead of the password).
+    pub async fn login(&self, www_authenticate: &[&str]) -> Result<Option<String>, ClientError> {
+        let challenges = parse_challenges(www_authenticate);
+        let Some(ch) = challenges.iter().find(|c| c.scheme == "bearer").cloned() else {
+            return Ok(None);
+        };
+        let realm = ch
+            .param("realm")
+            .ok_or_else(|| ClientError::protocol("login", "Bearer challenge without a realm"))?;
+        let mut q = vec![
+            "offline_token=true".to_string(),
+            "client_id=stowage".to_string(),
+        ];
+        if let Some(s) = ch.param("service") {
+            q.push(format!("service={}", escape(s)));
+        }
+        if let Some(c) = &self.cred {
+            q.push(format!("account={}", escape(&c.username)));
+        }
+        let mut b = self.http.get(format!(
+            "{realm}{}{}",
+            if realm.contains('?') { '&' } else { '?' },
+            q.join("&")
+        ));
+        if let Some(c) = &self.cred {
+            b = b.header(reqwest::header::AUTHORIZATION, basic(c));
+        }
+        let resp = b
+            .send()
+            .await
+            .map_err(|e| ClientError::transport("login", e))?;
+        if !resp.status().is_success() {
+            return Err(ClientError::from_response("login", resp).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport("login", e))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Ok(v.get("refresh_token")
+            .and_then(|t| t.as_str())
+            .map(str::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse_like_clients_do() {
+        let c = parse_challenges(&[
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push repository:c:pull",error="insufficient_scope""#,
+        ]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].scheme, "bearer");
+        assert_eq!(c[0].param("realm"), Some("https://auth.example/token"));
+        assert_eq!(
+            c[0].param("scope"),
+            Some("repository:a/b:pull,push repository:c:pull"),
+            "commas inside quotes stay"
+        );
+        assert_eq!(c[0].param("error"), Some("insufficient_scope"));
+        let b = parse_challenges(&["Basic realm=\"Registry \\\"x\\\"\""]);
+        assert_eq!(b[0].scheme, "basic");
+        assert_eq!(b[0].param("realm"), Some("Registry \"x\""));
+        let unquoted = parse_challenges(&["Bearer realm=https://a/t,service=s"]);
+        assert_eq!(unquoted[0].param("service"), Some("s"));
+        assert!(parse_challenges(&[""]).is_empty());
+        // Garbage never panics.
+        for junk in [
+            "Bearer",
+            "Bearer =",
+            "Bearer a=\"unterminated",
+            ",,,",
+            "Basic realm",
+        ] {
+            let _ = parse_challenges(&[junk]);
+        }
+    }
+}

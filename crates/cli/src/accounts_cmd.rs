@@ -142,6 +142,27 @@ fn read_password(from_stdin: bool, prompt: &str) -> Result<String, String> {
     Ok(pw)
 }
 
+/// A password for client commands (same rules as for account commands).
+pub fn read_password_public(from_stdin: bool, prompt: &str) -> Result<String, String> {
+    read_password(from_stdin, prompt)
+}
+
+/// A visible line from the terminal (a user name).
+pub fn read_line_prompt(prompt: &str) -> Result<String, String> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let v = line.trim().to_string();
+    if v.is_empty() {
+        return Err("nothing entered".into());
+    }
+    Ok(v)
+}
+
 /// Turn terminal echo off or on (through `stty`, which acts on the inherited terminal).
 fn set_echo(on: bool) {
     let _ = std::process::Command::new("stty")

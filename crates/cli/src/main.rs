@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
 use stowage_server::Config;
 
 mod accounts_cmd;
+mod client_cmd;
+mod inspect_cmd;
+mod progress;
 mod remote;
+
+use client_cmd::Net;
 
 use accounts_cmd::{Target, TokenCommand, UserCommand};
 
@@ -35,6 +40,97 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Log in to a registry: check the credentials, then store them where docker would.
+    Login {
+        /// The registry host (docker.io, ghcr.io, localhost:5000...).
+        host: String,
+        #[arg(long, short)]
+        username: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Forget the stored credentials for a registry.
+    Logout {
+        host: String,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Pull an image into an OCI layout directory (default ./NAME, tagged as the reference).
+    Pull {
+        reference: String,
+        /// Where to: oci:DIR[:TAG] (or a path).
+        dest: Option<String>,
+        /// The platform to pull from a multi-platform image (default: this machine).
+        #[arg(long)]
+        platform: Option<String>,
+        /// Pull every platform and keep the index.
+        #[arg(long)]
+        all_platforms: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Push an image from an OCI layout (oci:DIR[:TAG]) to a registry.
+    Push {
+        source: String,
+        reference: String,
+        /// Push only this platform of a multi-platform layout.
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(long, hide = true)]
+        all_platforms: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Copy an image between registries and layouts (all platforms by default).
+    Copy {
+        source: String,
+        destination: String,
+        /// Copy only this platform.
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(long, hide = true)]
+        all_platforms: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Describe an image: manifest or index, platforms, layers, config.
+    Inspect {
+        reference: String,
+        /// Print the manifest exactly as served.
+        #[arg(long)]
+        raw: bool,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Look at this platform's image of an index.
+        #[arg(long)]
+        platform: Option<String>,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// List a repository's tags (every page).
+    Tags {
+        reference: String,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Print the digest of the manifest a reference names.
+    Digest {
+        reference: String,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Delete a tag (REPO:TAG), or with --manifest the image by digest with all its tags.
+    Delete {
+        reference: String,
+        #[arg(long)]
+        manifest: bool,
+        #[command(flatten)]
+        net: Net,
+    },
     /// Manage users (on a store with --data/--config, or a server with --server).
     User {
         #[command(subcommand)]
@@ -149,6 +245,84 @@ fn finish(r: Result<(), String>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Login {
+            host,
+            username,
+            password_stdin,
+            net,
+        } => {
+            finish(runtime().and_then(|rt| {
+                rt.block_on(client_cmd::login(&net, &host, username, password_stdin))
+            }))
+        }
+        Command::Logout { host, net } => finish(client_cmd::logout(&net, &host)),
+        Command::Pull {
+            reference,
+            dest,
+            platform,
+            all_platforms,
+            net,
+        } => finish(runtime().and_then(|rt| {
+            rt.block_on(client_cmd::pull(
+                &net,
+                &reference,
+                dest.as_deref(),
+                &platform,
+                all_platforms,
+            ))
+        })),
+        Command::Push {
+            source,
+            reference,
+            platform,
+            all_platforms,
+            net,
+        } => finish(runtime().and_then(|rt| {
+            rt.block_on(client_cmd::push(
+                &net,
+                &source,
+                &reference,
+                &platform,
+                all_platforms,
+            ))
+        })),
+        Command::Copy {
+            source,
+            destination,
+            platform,
+            all_platforms,
+            net,
+        } => finish(runtime().and_then(|rt| {
+            rt.block_on(client_cmd::copy(
+                &net,
+                &source,
+                &destination,
+                &platform,
+                all_platforms,
+            ))
+        })),
+        Command::Inspect {
+            reference,
+            raw,
+            json,
+            platform,
+            net,
+        } => finish(runtime().and_then(|rt| {
+            rt.block_on(inspect_cmd::inspect(&net, &reference, raw, json, &platform))
+        })),
+        Command::Tags { reference, net } => {
+            finish(runtime().and_then(|rt| rt.block_on(client_cmd::tags(&net, &reference))))
+        }
+        Command::Digest { reference, net } => {
+            finish(runtime().and_then(|rt| rt.block_on(client_cmd::digest(&net, &reference))))
+        }
+        Command::Delete {
+            reference,
+            manifest,
+            net,
+        } => finish(
+            runtime().and_then(|rt| rt.block_on(client_cmd::delete(&net, &reference, manifest))),
+        ),
         Command::User { command, target } => {
             finish(runtime().and_then(|rt| rt.block_on(accounts_cmd::user(command, &target))))
         }

@@ -13,7 +13,7 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The registry answered with an error status.
-    #[error("{what}: {status}{}", fmt_codes(.codes))]
+    #[error("{what}: {status}{}", fmt_codes(*.status, .codes))]
     Registry {
         what: String,
         status: u16,
@@ -24,7 +24,17 @@ pub enum ClientError {
     Protocol { what: String, message: String },
 }
 
-fn fmt_codes(codes: &[(String, String)]) -> String {
+fn fmt_codes(status: u16, codes: &[(String, String)]) -> String {
+    if codes.is_empty() {
+        // HEAD answers carry no body: say what the status means.
+        return match status {
+            401 => " UNAUTHORIZED (authentication required: log in with `stowage login HOST` or pass --creds)".into(),
+            403 => " DENIED (the credentials lack the right for this repository)".into(),
+            404 => " (not found)".into(),
+            429 => " TOOMANYREQUESTS (retry later)".into(),
+            _ => String::new(),
+        };
+    }
     codes.iter().fold(String::new(), |mut s, (c, m)| {
         use fmt::Write;
         let _ = write!(s, " {c}: {m}");

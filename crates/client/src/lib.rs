@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 pub mod image_ref;
 pub mod layout;
+pub mod transfer;
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION, RANGE};
@@ -221,6 +222,11 @@ impl Client {
         Self::check("ping", r, &[200]).await.map(|_| ())
     }
 
+    /// `GET /v2/` without any credentials: the raw answer (its challenge, when it is 401).
+    pub async fn ping_response(&self) -> Result<reqwest::Response> {
+        send_retrying(self.http.get(format!("{}/v2/", self.base)), "ping").await
+    }
+
     /// `HEAD` a blob: its size, or None when the registry does not have it.
     pub async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let scope = [pull_scope(repo)];
@@ -341,6 +347,75 @@ impl Client {
         };
         let r = self.go(req, "upload finish", &scope).await?;
         Self::check("upload finish", r, &[201]).await.map(|_| ())
+    }
+
+    /// `GET` an upload session: the number of bytes the registry holds.
+    pub async fn upload_status(&self, up: &Upload) -> Result<u64> {
+        let scope = up.scope.clone();
+        let r = self
+            .go(
+                self.request(reqwest::Method::GET, &up.location),
+                "upload status",
+                &scope,
+            )
+            .await?;
+        let r = Self::check("upload status", r, &[204, 200]).await?;
+        Ok(r.headers()
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('-').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |end| end + 1))
+    }
+
+    /// Mount `digest` from repository `from` into `repo` (same registry). True when mounted;
+    /// false when the registry opened an upload instead (that session is cancelled).
+    pub async fn blob_mount(&self, repo: &str, digest: &Digest, from: &str) -> Result<bool> {
+        let scope = [push_scope(repo), pull_scope(from)];
+        let url = format!(
+            "{}/v2/{repo}/blobs/uploads/?mount={digest}&from={from}",
+            self.base
+        );
+        let r = self
+            .go(
+                self.request(reqwest::Method::POST, url)
+                    .header(CONTENT_LENGTH, 0),
+                "blob mount",
+                &scope,
+            )
+            .await?;
+        let r = Self::check("blob mount", r, &[201, 202]).await?;
+        if r.status() == 201 {
+            return Ok(true);
+        }
+        if let Ok(loc) = self.location(&r, "blob mount") {
+            let _ = self
+                .go(
+                    self.request(reqwest::Method::DELETE, loc),
+                    "cancel upload",
+                    &scope,
+                )
+                .await;
+        }
+        Ok(false)
+    }
+
+    /// `DELETE` a manifest by tag or digest.
+    pub async fn manifest_delete(&self, repo: &str, reference: &str) -> Result<()> {
+        let scope = [format!("repository:{repo}:delete")];
+        let r = self
+            .go(
+                self.request(
+                    reqwest::Method::DELETE,
+                    format!("{}/v2/{repo}/manifests/{reference}", self.base),
+                ),
+                "manifest DELETE",
+                &scope,
+            )
+            .await?;
+        Self::check("manifest DELETE", r, &[202, 200, 204])
+            .await
+            .map(|_| ())
     }
 
     /// Push a blob the way docker does: POST a session, then one PUT with the whole body.

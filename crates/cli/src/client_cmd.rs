@@ -1,0 +1,446 @@
+//! The client commands: `login`, `logout`, `pull`, `push`, `copy`, `inspect`, `tags`,
+//! `digest` and `delete`, against any registry speaking the Docker Registry HTTP API V2.
+//!
+//! This module turns flags into a connected `stowage_client::Client` (scheme, TLS trust,
+//! credentials) and prints results; the protocol and the transfer logic live in the client
+//! crate. HTTPS is the default; plain HTTP is used for loopback registries and `localhost` when
+//! they do not speak TLS, or for any registry with `--plain-http`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use stowage_client::Client;
+use stowage_client::credentials::{Credential, CredentialFiles, IDENTITY_TOKEN_USER};
+use stowage_client::image_ref::ImageRef;
+use stowage_client::layout::Layout;
+use stowage_client::transfer::{self, End, Location, Platform, Platforms};
+
+use crate::progress::Reporter;
+
+/// Connection options shared by every client command.
+#[derive(Args, Clone, Default)]
+pub struct Net {
+    /// Credentials as USER:PASSWORD (instead of the stored ones).
+    #[arg(long, global = true)]
+    pub creds: Option<String>,
+    /// An access token to use as the password (user name from --creds' user or `token`).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// A containers auth file to read and write (default: $REGISTRY_AUTH_FILE, then docker's
+    /// config.json).
+    #[arg(long, global = true)]
+    pub authfile: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) in addition to the system roots.
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify TLS certificates (testing only).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Talk plain HTTP to the registry.
+    #[arg(long, global = true)]
+    pub plain_http: bool,
+    /// No progress output.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Blobs moved at once.
+    #[arg(long, default_value_t = 4, global = true)]
+    pub jobs: usize,
+}
+
+impl Net {
+    fn files(&self) -> CredentialFiles {
+        CredentialFiles::from_env(self.authfile.clone())
+    }
+
+    fn explicit(&self) -> Result<Option<Credential>, String> {
+        if let Some(t) = &self.token {
+            let user = self
+                .creds
+                .as_deref()
+                .and_then(|c| c.split_once(':').map(|(u, _)| u).or(Some(c)))
+                .unwrap_or("token");
+            return Ok(Some(Credential {
+                username: user.to_string(),
+                secret: t.clone(),
+            }));
+        }
+        match &self.creds {
+            None => Ok(None),
+            Some(c) => {
+                let (u, p) = c.split_once(':').ok_or("--creds must be USER:PASSWORD")?;
+                Ok(Some(Credential {
+                    username: u.to_string(),
+                    secret: p.to_string(),
+                }))
+            }
+        }
+    }
+
+    fn http(&self) -> Result<reqwest::Client, String> {
+        let mut b = reqwest::Client::builder()
+            .pool_max_idle_per_host(16)
+            .connect_timeout(Duration::from_secs(15))
+            .tcp_nodelay(true);
+        if let Some(ca) = &self.ca_file {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("{}: not a PEM certificate: {e}", ca.display()))?;
+            b = b.add_root_certificate(cert);
+        }
+        if self.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        b.build().map_err(|e| format!("cannot set up HTTPS: {e}"))
+    }
+
+    /// A client for the registry of `image`, authenticated with explicit or stored credentials.
+    pub async fn connect(&self, image: &ImageRef) -> Result<Client, String> {
+        let http = self.http()?;
+        let host = image.api_host();
+        let scheme = if self.plain_http {
+            "http"
+        } else if image.is_loopback() {
+            // Loopback registries often run without TLS: use HTTPS when they speak it.
+            match http
+                .get(format!("https://{host}/v2/"))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(_) => "https",
+                Err(e) if e.is_connect() || e.is_request() => "http",
+                Err(e) => return Err(format!("{host}: {e}")),
+            }
+        } else {
+            "https"
+        };
+        let cred = match self.explicit()? {
+            Some(c) => Some(c),
+            None => self
+                .files()
+                .lookup(&image.registry, &image.repository)
+                .map_err(|e| e.to_string())?,
+        };
+        Ok(Client::with_http(&format!("{scheme}://{host}"), http).with_auth(cred))
+    }
+
+    async fn end(&self, loc: &Location, create: bool) -> Result<End, String> {
+        match loc {
+            Location::Registry(image) => Ok(End::Registry {
+                client: self.connect(image).await?,
+                image: image.clone(),
+            }),
+            Location::Layout { dir, tag } => {
+                let layout = if create {
+                    Layout::create(dir)
+                } else {
+                    Layout::open(dir)
+                }
+                .map_err(|e| e.to_string())?;
+                Ok(End::Layout {
+                    layout,
+                    tag: tag.clone(),
+                })
+            }
+        }
+    }
+}
+
+fn image(reference: &str) -> Result<ImageRef, String> {
+    ImageRef::parse(reference.strip_prefix("docker://").unwrap_or(reference))
+        .map_err(|e| e.to_string())
+}
+
+/// A location given on the command line: `oci:` and registry references as such; a plain path
+/// (starting with `.` or `/`) is an OCI layout.
+fn location(s: &str) -> Result<Location, String> {
+    if s.starts_with('/') || s.starts_with("./") || s.starts_with("../") {
+        return Location::parse(&format!("oci:{s}"));
+    }
+    Location::parse(s)
+}
+
+fn platforms(platform: &Option<String>, all: bool, default_all: bool) -> Result<Platforms, String> {
+    match (platform, all) {
+        (Some(_), true) => Err("--platform and --all-platforms exclude each other".into()),
+        (Some(p), false) => Ok(Platforms::One(Platform::parse(p)?)),
+        (None, true) => Ok(Platforms::All),
+        (None, false) if default_all => Ok(Platforms::All),
+        (None, false) => Ok(Platforms::One(Platform::host())),
+    }
+}
+
+/// `stowage pull REF [DEST]`.
+pub async fn pull(
+    net: &Net,
+    reference: &str,
+    dest: Option<&str>,
+    platform: &Option<String>,
+    all: bool,
+) -> Result<(), String> {
+    let img = image(reference)?;
+    let dest = match dest {
+        Some(d) => location(d)?,
+        None => {
+            let name = img
+                .repository
+                .rsplit('/')
+                .next()
+                .unwrap_or("image")
+                .to_string();
+            Location::Layout {
+                dir: PathBuf::from(name),
+                tag: Some(img.tag_or_latest().unwrap_or_else(|| "latest".into())),
+            }
+        }
+    };
+    let dest = match dest {
+        Location::Layout { dir, tag: None } => Location::Layout {
+            dir,
+            tag: Some(img.tag_or_latest().unwrap_or_else(|| "latest".into())),
+        },
+        other => other,
+    };
+    copy_between(
+        net,
+        &Location::Registry(img),
+        &dest,
+        platforms(platform, all, false)?,
+    )
+    .await
+}
+
+/// `stowage push SRC REF`.
+pub async fn push(
+    net: &Net,
+    src: &str,
+    reference: &str,
+    platform: &Option<String>,
+    all: bool,
+) -> Result<(), String> {
+    let src = location(src)?;
+    if let Location::Registry(_) = src {
+        return Err(
+            "push takes a local image (oci:DIR[:TAG]) first; use `stowage copy` between registries"
+                .into(),
+        );
+    }
+    copy_between(
+        net,
+        &src,
+        &Location::Registry(image(reference)?),
+        platforms(platform, all, true)?,
+    )
+    .await
+}
+
+/// `stowage copy SRC DST`.
+pub async fn copy(
+    net: &Net,
+    src: &str,
+    dst: &str,
+    platform: &Option<String>,
+    all: bool,
+) -> Result<(), String> {
+    copy_between(
+        net,
+        &location(src)?,
+        &location(dst)?,
+        platforms(platform, all, true)?,
+    )
+    .await
+}
+
+async fn copy_between(
+    net: &Net,
+    src: &Location,
+    dst: &Location,
+    p: Platforms,
+) -> Result<(), String> {
+    let from = net.end(src, false).await?;
+    let to = net.end(dst, true).await?;
+    let reporter = Arc::new(Reporter::new(net.quiet));
+    let result = transfer::copy(&from, &to, &p, net.jobs, reporter.clone()).await;
+    reporter.finish();
+    let written = result?;
+    if !net.quiet {
+        eprintln!("{src} -> {dst}");
+    }
+    println!("{}", written.digest);
+    Ok(())
+}
+
+/// `stowage tags REF`: every tag, all pages.
+pub async fn tags(net: &Net, reference: &str) -> Result<(), String> {
+    let img = image(reference)?;
+    let c = net.connect(&img).await?;
+    let tags = c
+        .all_tags(&img.repository, None)
+        .await
+        .map_err(|e| format!("{}/{}: {e}", img.registry, img.repository))?;
+    for t in tags {
+        println!("{t}");
+    }
+    Ok(())
+}
+
+/// `stowage digest REF`: the digest of the manifest (or index) the reference names.
+pub async fn digest(net: &Net, reference: &str) -> Result<(), String> {
+    let img = image(reference)?;
+    let end = End::Registry {
+        client: net.connect(&img).await?,
+        image: img.clone(),
+    };
+    let m = transfer::fetch_manifest(&end, &img.reference()).await?;
+    println!("{}", m.digest);
+    Ok(())
+}
+
+/// `stowage delete REF` (the tag) or `stowage delete --manifest REF` (the manifest by digest).
+pub async fn delete(net: &Net, reference: &str, manifest: bool) -> Result<(), String> {
+    let img = image(reference)?;
+    let c = net.connect(&img).await?;
+    let repo = &img.repository;
+    if !manifest {
+        let Some(tag) = &img.tag else {
+            return Err(format!(
+                "{img}: name the tag to delete (REPO:TAG), or use --manifest to delete by digest"
+            ));
+        };
+        return match c.manifest_delete(repo, tag.as_str()).await {
+            Ok(()) => {
+                println!("deleted tag {img}");
+                Ok(())
+            }
+            Err(e) if matches!(e.status(), Some(400 | 405)) || e.code() == Some("UNSUPPORTED") => {
+                Err(format!(
+                    "{img}: the registry does not support deleting tags ({e}); `stowage delete --manifest` deletes the image by digest, with every tag that points at it"
+                ))
+            }
+            Err(e) => Err(format!("{img}: {e}")),
+        };
+    }
+    let end = End::Registry {
+        client: c.clone(),
+        image: img.clone(),
+    };
+    let m = transfer::fetch_manifest(&end, &img.reference()).await?;
+    let digest = m.digest.to_string();
+    let mut going = Vec::new();
+    if let Ok(all) = c.all_tags(repo, None).await {
+        for t in all.iter().take(10_000) {
+            if let Ok(Some((Some(d), _))) = c.manifest_head(repo, t).await
+                && d == digest
+            {
+                going.push(t.clone());
+            }
+        }
+    }
+    if going.is_empty() {
+        eprintln!("no tags point at {digest}");
+    } else {
+        eprintln!("tags that go with it: {}", going.join(", "));
+    }
+    c.manifest_delete(repo, &digest)
+        .await
+        .map_err(|e| format!("{img}: {e}"))?;
+    println!("deleted {}/{}@{digest}", img.registry, repo);
+    Ok(())
+}
+
+/// `stowage login HOST`: check the credentials against the registry, then store them.
+pub async fn login(
+    net: &Net,
+    host: &str,
+    username: Option<String>,
+    password_stdin: bool,
+) -> Result<(), String> {
+    let host = host
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let img = image(&format!("{host}/login-check"))?;
+    let registry = if host == "docker.io" || host == "index.docker.io" {
+        "docker.io".to_string()
+    } else {
+        img.registry.clone()
+    };
+    let cred = match net.explicit()? {
+        Some(c) => c,
+        None => {
+            let username = match username {
+                Some(u) => u,
+                None => crate::accounts_cmd::read_line_prompt("Username: ")?,
+            };
+            let secret = crate::accounts_cmd::read_password_public(password_stdin, "Password: ")?;
+            Credential { username, secret }
+        }
+    };
+    let mut probe = net.clone();
+    probe.creds = Some(format!("{}:{}", cred.username, cred.secret));
+    probe.token = None;
+    let client = probe.connect(&img).await?;
+    let r = client
+        .ping_response()
+        .await
+        .map_err(|e| format!("{host}: {e}"))?;
+    let stored = if r.status() == 401 {
+        let values: Vec<String> = r
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let auth = client.authenticator().ok_or("no authenticator")?;
+        let refresh = auth
+            .login(&refs)
+            .await
+            .map_err(|e| format!("{host}: login failed: {e}"))?;
+        // Basic registries: the credentials must open /v2/.
+        client
+            .ping()
+            .await
+            .map_err(|e| format!("{host}: login failed: {e}"))?;
+        match refresh {
+            Some(rt)
+                if net.authfile.is_none() && std::env::var_os("REGISTRY_AUTH_FILE").is_none() =>
+            {
+                Credential {
+                    username: IDENTITY_TOKEN_USER.into(),
+                    secret: rt,
+                }
+            }
+            _ => cred,
+        }
+    } else {
+        client.ping().await.map_err(|e| format!("{host}: {e}"))?;
+        cred
+    };
+    let where_ = net
+        .files()
+        .store(&registry, &stored)
+        .map_err(|e| e.to_string())?;
+    println!("Login Succeeded (credentials stored in {where_})");
+    Ok(())
+}
+
+/// `stowage logout HOST`.
+pub fn logout(net: &Net, host: &str) -> Result<(), String> {
+    let host = host
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let registry = image(&format!("{host}/x"))
+        .map(|i| i.registry)
+        .unwrap_or_else(|_| host.to_string());
+    if net.files().erase(&registry).map_err(|e| e.to_string())? {
+        println!("Removed login credentials for {registry}");
+    } else {
+        println!("Not logged in to {registry}");
+    }
+    Ok(())
+}

@@ -444,3 +444,52 @@ pub fn logout(net: &Net, host: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `stowage unpack REF DIR`: the root filesystem a runtime would see.
+pub async fn unpack(
+    net: &Net,
+    reference: &str,
+    dir: &str,
+    platform: &Option<String>,
+) -> Result<(), String> {
+    let src = location(reference)?;
+    let from = net.end(&src, false).await?;
+    let work = std::env::temp_dir().join(format!(
+        "stowage-unpack-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let result = async {
+        let layout = Layout::create(&work).map_err(|e| e.to_string())?;
+        let to = End::Layout {
+            layout,
+            tag: Some("unpack".into()),
+        };
+        let reporter = Arc::new(Reporter::new(net.quiet));
+        let p = platforms(platform, false, false)?;
+        let written = transfer::copy(&from, &to, &p, net.jobs, reporter.clone()).await;
+        reporter.finish();
+        let written = written?;
+        let End::Layout { layout, .. } = to else {
+            unreachable!()
+        };
+        let root = PathBuf::from(dir);
+        let manifest = written.bytes.clone();
+        let warnings = tokio::task::spawn_blocking(move || {
+            stowage_client::unpack::unpack_from_layout(&layout, &manifest, &root)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{src}: {e}"))?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}", written.digest);
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}

@@ -131,6 +131,16 @@ enum Command {
         #[command(flatten)]
         net: Net,
     },
+    /// Unpack an image into DIR as the root filesystem a runtime would see.
+    Unpack {
+        reference: String,
+        dir: String,
+        /// The platform to unpack from a multi-platform image (default: this machine).
+        #[arg(long)]
+        platform: Option<String>,
+        #[command(flatten)]
+        net: Net,
+    },
     /// Manage users (on a store with --data/--config, or a server with --server).
     User {
         #[command(subcommand)]
@@ -322,6 +332,15 @@ fn main() -> ExitCode {
             net,
         } => finish(
             runtime().and_then(|rt| rt.block_on(client_cmd::delete(&net, &reference, manifest))),
+        ),
+        Command::Unpack {
+            reference,
+            dir,
+            platform,
+            net,
+        } => finish(
+            runtime()
+                .and_then(|rt| rt.block_on(client_cmd::unpack(&net, &reference, &dir, &platform))),
         ),
         Command::User { command, target } => {
             finish(runtime().and_then(|rt| rt.block_on(accounts_cmd::user(command, &target))))

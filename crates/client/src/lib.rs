@@ -15,6 +15,7 @@ pub mod error;
 pub mod image_ref;
 pub mod layout;
 pub mod transfer;
+pub mod unpack;
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION, RANGE};

@@ -3,7 +3,9 @@
 //! Owns: a throwaway filesystem-backed distribution instance on a free 127.0.0.1 port, with
 //! deletes enabled, waited for until `GET /v2/` answers, and killed when the handle drops. Tests
 //! use it as a known-good peer: to check a client test's own logic, and as a baseline for
-//! benchmarks and behaviour comparisons. The binary is `docker-registry` on PATH unless
+//! benchmarks and behaviour comparisons. [`Distribution::spawn_with_htpasswd`] starts one that
+//! demands HTTP Basic credentials from an htpasswd file (distribution's only built-in auth
+//! without a token server). The binary is `docker-registry` on PATH unless
 //! `STOWAGE_DISTRIBUTION_BIN` names another.
 
 use std::net::TcpListener;
@@ -26,11 +28,27 @@ pub struct Distribution {
 impl Distribution {
     /// Start a fresh, empty registry. Panics if the binary is missing or never becomes ready.
     pub fn spawn() -> Distribution {
+        Distribution::start(None)
+    }
+
+    /// Start a fresh, empty registry that requires HTTP Basic auth for every request.
+    /// `htpasswd` is the file's content: `user:hash` lines, with bcrypt hashes (`$2y$`/`$2b$`,
+    /// as `htpasswd -B` or the `bcrypt` crate make them). The registry still speaks plain HTTP.
+    pub fn spawn_with_htpasswd(htpasswd: &str) -> Distribution {
+        Distribution::start(Some(htpasswd))
+    }
+
+    fn start(htpasswd: Option<&str>) -> Distribution {
         let bin =
             std::env::var("STOWAGE_DISTRIBUTION_BIN").unwrap_or_else(|_| "docker-registry".into());
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = tmp.path().join("storage");
         std::fs::create_dir_all(&root).expect("storage dir");
+        let htpasswd_file = htpasswd.map(|content| {
+            let path = tmp.path().join("htpasswd");
+            std::fs::write(&path, content).expect("write htpasswd");
+            path
+        });
         // The port is free when we look, but another process may take it before the registry
         // binds it; then the registry exits and we try another port.
         for _ in 0..5 {
@@ -40,7 +58,8 @@ impl Distribution {
                 .port();
             let addr = format!("127.0.0.1:{port}");
             let config = tmp.path().join("config.yml");
-            std::fs::write(&config, config_yaml(&root, &addr)).expect("write config");
+            std::fs::write(&config, config_yaml(&root, &addr, htpasswd_file.as_deref()))
+                .expect("write config");
             let mut child = Command::new(&bin)
                 .arg("serve")
                 .arg(&config)
@@ -80,7 +99,8 @@ fn wait_ready(child: &mut Child, addr: &str) -> bool {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if crate::http::get(addr, "/v2/", &[]).is_ok_and(|r| r.status == 200) {
+        // 401: up, and asking for the credentials it was configured with.
+        if crate::http::get(addr, "/v2/", &[]).is_ok_and(|r| r.status == 200 || r.status == 401) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -88,13 +108,21 @@ fn wait_ready(child: &mut Child, addr: &str) -> bool {
     false
 }
 
-fn config_yaml(root: &std::path::Path, addr: &str) -> String {
+fn config_yaml(root: &std::path::Path, addr: &str, htpasswd: Option<&std::path::Path>) -> String {
+    let auth = htpasswd
+        .map(|p| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: stowage-testkit\n    path: {}\n",
+                p.display()
+            )
+        })
+        .unwrap_or_default();
     format!(
         "version: 0.1\n\
          log:\n  level: info\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n\
-         http:\n  addr: {addr}\n  secret: stowage-testkit-not-a-secret\n",
+         http:\n  addr: {addr}\n  secret: stowage-testkit-not-a-secret\n{auth}",
         root = root.display()
     )
 }

@@ -1,0 +1,220 @@
+//! Tests of `unpack` with layers built here, byte by byte where a tar library would refuse.
+
+use std::io::Write;
+
+use super::*;
+use stowage_oci::Algorithm;
+
+/// Tar entry kinds for test layers.
+enum E<'a> {
+    Dir(&'a str, u32),
+    File(&'a str, u32, &'a [u8]),
+    Link(&'a str, &'a str),
+    Hard(&'a str, &'a str),
+}
+
+fn header(name: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    // Written raw, so names with `..` (which `set_path` refuses) can be made.
+    let bytes = name.as_bytes();
+    let old = h.as_old_mut();
+    old.name = [0; 100];
+    old.name[..bytes.len()].copy_from_slice(bytes);
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(1_600_000_000);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+fn layer(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        match e {
+            E::Dir(n, m) => {
+                let mut h = header(n, tar::EntryType::Directory, *m, 0);
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            }
+            E::File(n, m, body) => {
+                let mut h = header(n, tar::EntryType::Regular, *m, body.len() as u64);
+                h.set_cksum();
+                b.append(&h, *body).unwrap();
+            }
+            E::Link(n, t) | E::Hard(n, t) => {
+                let kind = if matches!(e, E::Link(..)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                };
+                let mut h = header(n, kind, 0o777, 0);
+                let tb = t.as_bytes();
+                h.as_old_mut().linkname = [0; 100];
+                h.as_old_mut().linkname[..tb.len()].copy_from_slice(tb);
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn apply_all(root: &Path, layers: &[Vec<u8>]) -> Result<Vec<String>, UnpackError> {
+    let mut u = Unpacker::new(root)?;
+    for l in layers {
+        let id = Digest::of(Algorithm::Sha256, l);
+        u.apply(
+            &gz(l)[..],
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            Some(&id),
+        )?;
+    }
+    u.finish()
+}
+
+#[test]
+fn files_links_modes_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    let l = layer(&[
+        E::Dir("bin", 0o755),
+        E::File("bin/tool", 0o4755, b"#!/bin/sh\n"),
+        E::File("etc/config", 0o600, b"k=v"),
+        E::Link("bin/alias", "tool"),
+        E::Hard("bin/hard", "bin/tool"),
+    ]);
+    apply_all(&root, &[l]).unwrap();
+    let m = std::fs::metadata(root.join("bin/tool")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o4755, "setuid kept");
+    assert_eq!(std::fs::read(root.join("etc/config")).unwrap(), b"k=v");
+    assert_eq!(
+        std::fs::read_link(root.join("bin/alias")).unwrap(),
+        Path::new("tool")
+    );
+    assert_eq!(inode(&root.join("bin/hard")), inode(&root.join("bin/tool")));
+    assert_eq!(m.mtime(), 1_600_000_000);
+    assert_eq!(
+        std::fs::metadata(root.join("bin")).unwrap().mtime(),
+        1_600_000_000
+    );
+}
+
+#[test]
+fn whiteouts_and_opaque_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let lower = layer(&[
+        E::File("a/keep", 0o644, b"1"),
+        E::File("a/gone", 0o644, b"2"),
+        E::File("o/old1", 0o644, b"3"),
+        E::Dir("o/olddir", 0o755),
+    ]);
+    let upper = layer(&[
+        E::File("a/.wh.gone", 0o644, b""),
+        E::File("o/new", 0o644, b"4"),
+        E::File("o/.wh..wh..opq", 0o644, b""),
+    ]);
+    apply_all(&root, &[lower, upper]).unwrap();
+    assert!(root.join("a/keep").exists());
+    assert!(!root.join("a/gone").exists());
+    assert!(
+        !root.join("a/.wh.gone").exists(),
+        "whiteout markers are not files"
+    );
+    assert!(!root.join("o/old1").exists() && !root.join("o/olddir").exists());
+    assert!(
+        root.join("o/new").exists(),
+        "the opaque layer's own entries stay"
+    );
+}
+
+#[test]
+fn absolute_symlinks_resolve_inside_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let base = layer(&[
+        E::Dir("run", 0o755),
+        E::Dir("var", 0o755),
+        E::Link("var/run", "/run"),
+    ]);
+    let upper = layer(&[E::File("var/run/app.pid", 0o644, b"42")]);
+    apply_all(&root, &[base, upper]).unwrap();
+    assert_eq!(std::fs::read(root.join("run/app.pid")).unwrap(), b"42");
+    assert!(
+        std::fs::symlink_metadata(root.join("var/run"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A symlink pointing far above the root is clamped at it.
+    let dir2 = tempfile::tempdir().unwrap();
+    let root2 = dir2.path().join("r");
+    let l1 = layer(&[E::Link("up", "../../../../..")]);
+    let l2 = layer(&[E::File("up/escaped", 0o644, b"x")]);
+    apply_all(&root2, &[l1, l2]).unwrap();
+    assert!(
+        root2.join("escaped").exists(),
+        "written at the root, not above it"
+    );
+    assert!(!dir2.path().join("escaped").exists());
+}
+
+#[test]
+fn escaping_entries_and_hard_links_are_refused() {
+    for bad in [
+        layer(&[E::File("../evil", 0o644, b"x")]),
+        layer(&[E::File("a/../../evil", 0o644, b"x")]),
+        layer(&[E::Hard("stolen", "../../../etc/passwd")]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        let err = apply_all(&root, &[bad]).unwrap_err();
+        assert!(matches!(err, UnpackError::Refused { .. }), "{err}");
+        assert!(!dir.path().join("evil").exists());
+    }
+}
+
+#[test]
+fn diff_ids_and_compressions() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = layer(&[E::File("f", 0o644, b"data")]);
+    let mut u = Unpacker::new(&dir.path().join("r")).unwrap();
+    let wrong = Digest::of(Algorithm::Sha256, b"nope");
+    let err = u
+        .apply(
+            &gz(&l)[..],
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            Some(&wrong),
+        )
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::DiffId { .. }), "{err}");
+    // zstd (two frames, as zstd:chunked writes) and plain tar.
+    let id = Digest::of(Algorithm::Sha256, &l);
+    let half = l.len() / 2;
+    let mut z =
+        ruzstd::encoding::compress_to_vec(&l[..half], ruzstd::encoding::CompressionLevel::Fastest);
+    z.extend(ruzstd::encoding::compress_to_vec(
+        &l[half..],
+        ruzstd::encoding::CompressionLevel::Fastest,
+    ));
+    let mut u = Unpacker::new(&dir.path().join("z")).unwrap();
+    u.apply(
+        &z[..],
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        Some(&id),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("z/f")).unwrap(), b"data");
+    let mut u = Unpacker::new(&dir.path().join("p")).unwrap();
+    u.apply(&l[..], "application/vnd.oci.image.layer.v1.tar", Some(&id))
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("p/f")).unwrap(), b"data");
+}

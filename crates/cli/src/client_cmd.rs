@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 use stowage_client::Client;
+use stowage_client::archive;
 use stowage_client::credentials::{Credential, CredentialFiles, IDENTITY_TOKEN_USER};
 use stowage_client::image_ref::ImageRef;
 use stowage_client::layout::Layout;
@@ -127,24 +128,97 @@ impl Net {
         Ok(Client::with_http(&format!("{scheme}://{host}"), http).with_auth(cred))
     }
 
-    async fn end(&self, loc: &Location, create: bool) -> Result<End, String> {
+    /// Open one end of a transfer. Archives are worked on as a layout in a scratch directory
+    /// (`Opened::work`): extracted first when reading, packed by `Opened::finish` when writing.
+    pub async fn end(&self, loc: &Location, create: bool) -> Result<Opened, String> {
+        let layout_end = |dir: &std::path::Path, tag: Option<String>| -> Result<End, String> {
+            let layout = if create {
+                Layout::create(dir)
+            } else {
+                Layout::open(dir)
+            }
+            .map_err(|e| e.to_string())?;
+            Ok(End::Layout { layout, tag })
+        };
+        let opened = |end, work| Opened {
+            end,
+            work,
+            archive: None,
+        };
         match loc {
-            Location::Registry(image) => Ok(End::Registry {
-                client: self.connect(image).await?,
-                image: image.clone(),
-            }),
-            Location::Layout { dir, tag } => {
-                let layout = if create {
-                    Layout::create(dir)
+            Location::Registry(image) => Ok(opened(
+                End::Registry {
+                    client: self.connect(image).await?,
+                    image: image.clone(),
+                },
+                None,
+            )),
+            Location::Layout { dir, tag } => Ok(opened(layout_end(dir, tag.clone())?, None)),
+            Location::OciArchive { file, tag } | Location::DockerArchive { file, name: tag } => {
+                let docker = matches!(loc, Location::DockerArchive { .. });
+                let work = scratch_dir();
+                let tag = if create {
+                    Some(tag.clone().unwrap_or_else(|| "latest".into()))
                 } else {
-                    Layout::open(dir)
-                }
-                .map_err(|e| e.to_string())?;
-                Ok(End::Layout {
-                    layout,
-                    tag: tag.clone(),
+                    archive::extract(file, &work)?;
+                    if docker {
+                        Some(archive::docker_to_layout(&work, tag.as_deref())?)
+                    } else {
+                        tag.clone()
+                    }
+                };
+                let end = layout_end(&work, tag.clone())?;
+                Ok(Opened {
+                    end,
+                    work: Some(work),
+                    archive: create.then(|| (file.clone(), docker, tag)),
                 })
             }
+        }
+    }
+}
+
+/// A scratch directory for archive work, removed by `Opened`'s drop.
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "stowage-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ))
+}
+
+/// An opened transfer end.
+pub struct Opened {
+    pub end: End,
+    work: Option<PathBuf>,
+    /// For an archive being written: the file, whether it is a docker archive, and the name.
+    archive: Option<(PathBuf, bool, Option<String>)>,
+}
+
+impl Opened {
+    /// Write the archive, if this end is one being written.
+    pub fn finish(&self, name_for_docker: Option<&str>) -> Result<(), String> {
+        let (Some((file, docker, tag)), End::Layout { layout, .. }) = (&self.archive, &self.end)
+        else {
+            return Ok(());
+        };
+        if *docker {
+            let tag = tag.as_deref().unwrap_or("latest");
+            let repo_tag = name_for_docker
+                .map(str::to_string)
+                .or_else(|| tag.contains(':').then(|| tag.to_string()));
+            archive::add_docker_manifest(layout, tag, repo_tag.as_deref())?;
+        }
+        archive::pack(layout.root(), file)
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Some(w) = &self.work {
+            let _ = std::fs::remove_dir_all(w);
         }
     }
 }
@@ -224,7 +298,7 @@ pub async fn push(
     let src = location(src)?;
     if let Location::Registry(_) = src {
         return Err(
-            "push takes a local image (oci:DIR[:TAG]) first; use `stowage copy` between registries"
+            "push takes a local image (oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE) first; use `stowage copy` between registries"
                 .into(),
         );
     }
@@ -262,10 +336,26 @@ async fn copy_between(
 ) -> Result<(), String> {
     let from = net.end(src, false).await?;
     let to = net.end(dst, true).await?;
+    // A docker archive written from a registry image is named after it, for `docker load`.
+    let docker_name = match (src, dst) {
+        (Location::Registry(i), Location::DockerArchive { name: None, .. }) => Some(format!(
+            "{}/{}:{}",
+            i.registry,
+            i.repository,
+            i.tag.as_ref().map_or("latest", |t| t.as_str())
+        )),
+        _ => None,
+    };
+    let p = match (&p, dst) {
+        // A docker archive holds one image: an index becomes this machine's image.
+        (Platforms::All, Location::DockerArchive { .. }) => Platforms::One(Platform::host()),
+        _ => p,
+    };
     let reporter = Arc::new(Reporter::new(net.quiet));
-    let result = transfer::copy(&from, &to, &p, net.jobs, reporter.clone()).await;
+    let result = transfer::copy(&from.end, &to.end, &p, net.jobs, reporter.clone()).await;
     reporter.finish();
     let written = result?;
+    to.finish(docker_name.as_deref())?;
     if !net.quiet {
         eprintln!("{src} -> {dst}");
     }
@@ -454,6 +544,7 @@ pub async fn unpack(
 ) -> Result<(), String> {
     let src = location(reference)?;
     let from = net.end(&src, false).await?;
+    let from = &from.end;
     let work = std::env::temp_dir().join(format!(
         "stowage-unpack-{}-{}",
         std::process::id(),
@@ -469,7 +560,7 @@ pub async fn unpack(
         };
         let reporter = Arc::new(Reporter::new(net.quiet));
         let p = platforms(platform, false, false)?;
-        let written = transfer::copy(&from, &to, &p, net.jobs, reporter.clone()).await;
+        let written = transfer::copy(from, &to, &p, net.jobs, reporter.clone()).await;
         reporter.finish();
         let written = written?;
         let End::Layout { layout, .. } = to else {

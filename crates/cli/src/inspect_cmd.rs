@@ -44,25 +44,14 @@ pub async fn inspect(
     as_json: bool,
     platform: &Option<String>,
 ) -> Result<(), String> {
-    let loc = match reference {
-        s if s.starts_with("oci:") => Location::parse(s)?,
-        s => Location::parse(s.strip_prefix("docker://").unwrap_or(s))?,
+    let loc = Location::parse(reference)?;
+    let opened = net.end(&loc, false).await?;
+    let end = &opened.end;
+    let start = match end {
+        End::Registry { image, .. } => image.reference(),
+        End::Layout { tag, .. } => tag.clone().unwrap_or_default(),
     };
-    let end = match &loc {
-        Location::Registry(image) => End::Registry {
-            client: net.connect(image).await?,
-            image: image.clone(),
-        },
-        Location::Layout { dir, tag } => End::Layout {
-            layout: stowage_client::layout::Layout::open(dir).map_err(|e| e.to_string())?,
-            tag: tag.clone(),
-        },
-    };
-    let start = match &loc {
-        Location::Registry(i) => i.reference(),
-        Location::Layout { tag, .. } => tag.clone().unwrap_or_default(),
-    };
-    let top = transfer::fetch_manifest(&end, &start).await?;
+    let top = transfer::fetch_manifest(end, &start).await?;
     if raw && platform.is_none() {
         use std::io::Write;
         std::io::stdout()
@@ -105,7 +94,7 @@ pub async fn inspect(
             .find(|m| want.matches(&m["platform"]))
             .ok_or_else(|| format!("{loc}: no image for {want}"))?;
         manifest =
-            transfer::fetch_manifest(&end, child["digest"].as_str().unwrap_or_default()).await?;
+            transfer::fetch_manifest(end, child["digest"].as_str().unwrap_or_default()).await?;
         if raw {
             use std::io::Write;
             std::io::stdout()
@@ -116,7 +105,7 @@ pub async fn inspect(
         mv = serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())?;
     }
     let config = match mv["config"]["digest"].as_str().and_then(|d| d.parse().ok()) {
-        Some(d) => Some(config_blob(&end, &d).await?),
+        Some(d) => Some(config_blob(end, &d).await?),
         None => None,
     };
     if as_json {

@@ -9,6 +9,7 @@
 //! them. Bodies are streamed both ways; nothing here buffers a blob. Authentication, credential
 //! files and image formats build on top of this (the CLI issue); the benchmark uses it as is.
 
+pub mod archive;
 pub mod auth;
 pub mod credentials;
 pub mod error;

@@ -24,7 +24,20 @@ use crate::{Client, ClientError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Registry(ImageRef),
-    Layout { dir: PathBuf, tag: Option<String> },
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
+    /// `oci-archive:FILE[:TAG]`
+    OciArchive {
+        file: PathBuf,
+        tag: Option<String>,
+    },
+    /// `docker-archive:FILE[:NAME:TAG]`
+    DockerArchive {
+        file: PathBuf,
+        name: Option<String>,
+    },
 }
 
 impl Location {
@@ -45,10 +58,31 @@ impl Location {
                 tag,
             });
         }
-        for prefix in ["oci-archive:", "docker-archive:", "docker-daemon:", "dir:"] {
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (file, tag) = match rest.rsplit_once(':') {
+                Some((f, t)) if !t.contains('/') && !f.is_empty() => (f, Some(t.to_string())),
+                _ => (rest, None),
+            };
+            return Ok(Location::OciArchive {
+                file: PathBuf::from(file),
+                tag,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            // docker-archive:FILE or docker-archive:FILE:name:tag (skopeo's form).
+            let (file, name) = match rest.split_once(':') {
+                Some((f, n)) if !f.is_empty() => (f, Some(n.to_string())),
+                _ => (rest, None),
+            };
+            return Ok(Location::DockerArchive {
+                file: PathBuf::from(file),
+                name,
+            });
+        }
+        for prefix in ["docker-daemon:", "dir:"] {
             if s.starts_with(prefix) {
                 return Err(format!(
-                    "{s:?}: {prefix} is not supported yet; use oci:DIR[:TAG] or a registry reference"
+                    "{s:?}: {prefix} is not supported; use oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE or a registry reference"
                 ));
             }
         }
@@ -66,6 +100,14 @@ impl std::fmt::Display for Location {
             Location::Layout { dir, tag } => match tag {
                 Some(t) => write!(f, "oci:{}:{t}", dir.display()),
                 None => write!(f, "oci:{}", dir.display()),
+            },
+            Location::OciArchive { file, tag } => match tag {
+                Some(t) => write!(f, "oci-archive:{}:{t}", file.display()),
+                None => write!(f, "oci-archive:{}", file.display()),
+            },
+            Location::DockerArchive { file, name } => match name {
+                Some(n) => write!(f, "docker-archive:{}:{n}", file.display()),
+                None => write!(f, "docker-archive:{}", file.display()),
             },
         }
     }

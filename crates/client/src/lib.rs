@@ -97,6 +97,12 @@ impl Client {
         self
     }
 
+    /// The underlying HTTP client. It carries no credentials: use it for URLs outside the
+    /// registry (foreign layers' `urls`), which must never see the registry's credentials.
+    pub fn plain_http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The authenticator, when authentication is on.
     pub fn authenticator(&self) -> Option<&auth::Authenticator> {
         self.auth.as_deref()

@@ -439,10 +439,20 @@ async fn open_blob(src: &End, d: &Descriptor, offset: u64) -> Result<(Chunks, u6
     match src {
         End::Registry { client, image } => {
             let range = (offset > 0 && offset < d.size).then(|| (offset, d.size - 1));
-            let resp = client
-                .blob_get(&image.repository, &d.digest, range)
-                .await
-                .map_err(|e| err(&format!("{image}: blob {}", d.digest), e))?;
+            let resp = match client.blob_get(&image.repository, &d.digest, range).await {
+                Ok(r) => r,
+                // A foreign layer the registry does not hold: fetch it from its `urls`, without
+                // the registry's credentials.
+                Err(e) if e.status() == Some(404) && d.raw["urls"].is_array() => {
+                    foreign(client, d, range).await.map_err(|why| {
+                        err(
+                            &format!("{image}: blob {}", d.digest),
+                            format!("{e}; from its urls: {why}"),
+                        )
+                    })?
+                }
+                Err(e) => return Err(err(&format!("{image}: blob {}", d.digest), e)),
+            };
             // A registry that ignores Range sends everything from zero.
             let from = if resp.status() == 206 { offset } else { 0 };
             let s = resp.bytes_stream().map_err(|e| e.to_string()).boxed();
@@ -478,6 +488,35 @@ async fn open_blob(src: &End, d: &Descriptor, offset: u64) -> Result<(Chunks, u6
     }
 }
 
+/// GET a foreign layer from the first of its `urls` that answers.
+async fn foreign(
+    client: &Client,
+    d: &Descriptor,
+    range: Option<(u64, u64)>,
+) -> Result<reqwest::Response, String> {
+    let mut last = "no usable URL".to_string();
+    for url in d.raw["urls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str())
+    {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            continue;
+        }
+        let mut req = client.plain_http().get(url);
+        if let Some((a, b)) = range {
+            req = req.header(reqwest::header::RANGE, format!("bytes={a}-{b}"));
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => return Ok(r),
+            Ok(r) => last = format!("{url}: {}", r.status()),
+            Err(e) => last = format!("{url}: {e}"),
+        }
+    }
+    Err(last)
+}
+
 async fn copy_blob(
     src: &End,
     dst: &End,
@@ -511,6 +550,14 @@ async fn copy_blob(
         }
         End::Registry { client, image } => {
             let repo = &image.repository;
+            // Foreign (non-distributable) layers stay where their `urls` point, as docker and
+            // skopeo leave them.
+            if (d.media_type.contains("foreign") || d.media_type.contains("nondistributable"))
+                && d.raw["urls"].is_array()
+            {
+                progress.done(&d.digest, "left at its urls (foreign layer)");
+                return Ok(());
+            }
             if client
                 .blob_head(repo, &d.digest)
                 .await

@@ -1,6 +1,7 @@
-//! Progress for client transfers: on a terminal, one status line redrawn in place (blobs done,
-//! bytes, speed, ETA) with a line per finished blob above it; elsewhere a plain line per blob;
-//! nothing with `--quiet`. Everything goes to stderr, so stdout stays for results.
+//! Progress for client transfers: on a terminal, a bar per blob in flight (bytes) and a total
+//! bar (bytes, speed, ETA), redrawn in place, with a line per finished blob above them;
+//! elsewhere a plain line per blob; nothing with `--quiet`. Everything goes to stderr, so
+//! stdout stays for results.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -12,6 +13,10 @@ use stowage_oci::Digest;
 
 struct State {
     sizes: HashMap<String, u64>,
+    /// Blobs in flight, in start order: (digest, size, bytes so far).
+    active: Vec<(Digest, u64, u64)>,
+    /// Status lines currently on screen (to move back over).
+    drawn: usize,
     done_bytes: u64,
     total: u64,
     finished: usize,
@@ -43,6 +48,8 @@ impl Reporter {
             started: Instant::now(),
             state: Mutex::new(State {
                 sizes: HashMap::new(),
+                active: Vec::new(),
+                drawn: 0,
                 done_bytes: 0,
                 total: 0,
                 finished: 0,
@@ -55,11 +62,33 @@ impl Reporter {
         if self.quiet {
             return;
         }
+        let mut s = self.state.lock().expect("progress");
         let mut err = std::io::stderr().lock();
         if self.tty {
-            let _ = write!(err, "\r\x1b[2K");
+            let _ = write!(err, "{}", Self::erase(s.drawn));
+            s.drawn = 0;
         }
         let _ = writeln!(err, "{text}");
+        drop(err);
+        self.draw(&mut s, true);
+    }
+
+    /// Move back over `n` status lines and clear them.
+    fn erase(n: usize) -> String {
+        if n == 0 {
+            "\r\x1b[J".into()
+        } else {
+            format!("\x1b[{n}A\r\x1b[J")
+        }
+    }
+
+    fn bar(done: u64, total: u64, width: usize) -> String {
+        let filled = if total > 0 {
+            ((done.min(total) as f64 / total as f64) * width as f64) as usize
+        } else {
+            0
+        };
+        format!("{}{}", "#".repeat(filled), "-".repeat(width - filled))
     }
 
     fn draw(&self, s: &mut State, force: bool) {
@@ -81,29 +110,39 @@ impl Reporter {
         } else {
             String::new()
         };
-        let width = 24usize;
-        let filled = if s.total > 0 {
-            (s.done_bytes.min(s.total) as f64 / s.total as f64 * width as f64) as usize
-        } else {
-            0
-        };
-        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(width - filled));
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2K[{bar}] {} / {} {}/s{eta}  ({} blobs done)",
+        let mut out = Self::erase(s.drawn);
+        let mut lines = 0;
+        for (d, size, done) in s.active.iter().take(8) {
+            out.push_str(&format!(
+                "{} [{}] {} / {}\n",
+                short(d),
+                Self::bar(*done, *size, 20),
+                mib(*done),
+                mib(*size)
+            ));
+            lines += 1;
+        }
+        out.push_str(&format!(
+            "total [{}] {} / {} {}/s{eta}  ({} blobs done)\n",
+            Self::bar(s.done_bytes, s.total, 24),
             mib(s.done_bytes),
             mib(s.total),
             mib(speed as u64),
             s.finished
-        );
+        ));
+        lines += 1;
+        s.drawn = lines;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{out}");
         let _ = err.flush();
     }
 
     /// Clear the status line at the end.
     pub fn finish(&self) {
         if !self.quiet && self.tty {
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+            let mut s = self.state.lock().expect("progress");
+            let _ = write!(std::io::stderr().lock(), "{}", Self::erase(s.drawn));
+            s.drawn = 0;
         }
     }
 }
@@ -115,12 +154,17 @@ impl Progress for Reporter {
             s.total += size;
         }
         s.done_bytes += offset;
+        s.active.retain(|(d, ..)| d != digest);
+        s.active.push((digest.clone(), size, offset));
         self.draw(&mut s, true);
     }
 
-    fn advance(&self, _digest: &Digest, bytes: u64) {
+    fn advance(&self, digest: &Digest, bytes: u64) {
         let mut s = self.state.lock().expect("progress");
         s.done_bytes += bytes;
+        if let Some(a) = s.active.iter_mut().find(|(d, ..)| d == digest) {
+            a.2 += bytes;
+        }
         self.draw(&mut s, false);
     }
 
@@ -128,12 +172,11 @@ impl Progress for Reporter {
         let size = {
             let mut s = self.state.lock().expect("progress");
             s.finished += 1;
+            s.active.retain(|(d, ..)| d != digest);
             s.sizes.get(&digest.to_string()).copied()
         };
         let size = size.map(|n| format!(" ({})", mib(n))).unwrap_or_default();
         self.line(&format!("blob {}: {how}{size}", short(digest)));
-        let mut s = self.state.lock().expect("progress");
-        self.draw(&mut s, true);
     }
 
     fn note(&self, text: &str) {

@@ -263,7 +263,7 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
                     r.send("POST", "/admin/v1/users", Some(serde_json::json!({"name": name, "password": pw, "admin": admin, "grants": grants}))).await?
                 }
             };
-            println!(
+            outln!(
                 "created user {}{}",
                 u.name,
                 if u.admin { " (admin)" } else { "" }
@@ -293,7 +293,7 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
                         .await?;
                 }
             }
-            println!("password changed for {name}");
+            outln!("password changed for {name}");
         }
         UserCommand::Remove { name } => {
             match &b {
@@ -303,7 +303,7 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
                         .await?
                 }
             }
-            println!("removed user {name}");
+            outln!("removed user {name}");
         }
         UserCommand::Grant {
             name,
@@ -354,7 +354,7 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
                     )
                 }
             };
-            println!("imported {imported} users ({skipped} already existed and were left alone)");
+            outln!("imported {imported} users ({skipped} already existed and were left alone)");
         }
     }
     Ok(())
@@ -430,7 +430,7 @@ pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
                         .await?
                 }
             }
-            println!("revoked token {id}");
+            outln!("revoked token {id}");
         }
     }
     Ok(())

@@ -87,6 +87,9 @@ impl Net {
         if let Some(ca) = &self.ca_file {
             let pem =
                 std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("{}: no PEM certificate in it", ca.display()));
+            }
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| format!("{}: not a PEM certificate: {e}", ca.display()))?;
             b = b.add_root_certificate(cert);
@@ -104,8 +107,14 @@ impl Net {
         let scheme = if self.plain_http {
             "http"
         } else if image.is_loopback() {
-            // Loopback registries often run without TLS: use HTTPS when they speak it.
-            match http
+            // Loopback registries often run without TLS: use HTTPS when they speak it. The probe
+            // accepts any certificate: it only asks whether the port speaks TLS, so an
+            // untrusted certificate still fails below, with a certificate error.
+            let probe = reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
+            match probe
                 .get(format!("https://{host}/v2/"))
                 .timeout(Duration::from_secs(5))
                 .send()
@@ -257,6 +266,11 @@ pub async fn pull(
 ) -> Result<(), String> {
     let img = image(reference)?;
     let dest = match dest {
+        // A pull writes locally: a bare name is a directory, never a registry.
+        Some(d) if !d.starts_with("oci:") && !d.contains("-archive:") => Location::Layout {
+            dir: PathBuf::from(d),
+            tag: None,
+        },
         Some(d) => location(d)?,
         None => {
             let name = img
@@ -359,7 +373,7 @@ async fn copy_between(
     if !net.quiet {
         eprintln!("{src} -> {dst}");
     }
-    println!("{}", written.digest);
+    outln!("{}", written.digest);
     Ok(())
 }
 
@@ -372,7 +386,7 @@ pub async fn tags(net: &Net, reference: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("{}/{}: {e}", img.registry, img.repository))?;
     for t in tags {
-        println!("{t}");
+        outln!("{t}");
     }
     Ok(())
 }
@@ -385,7 +399,7 @@ pub async fn digest(net: &Net, reference: &str) -> Result<(), String> {
         image: img.clone(),
     };
     let m = transfer::fetch_manifest(&end, &img.reference()).await?;
-    println!("{}", m.digest);
+    outln!("{}", m.digest);
     Ok(())
 }
 
@@ -402,7 +416,7 @@ pub async fn delete(net: &Net, reference: &str, manifest: bool) -> Result<(), St
         };
         return match c.manifest_delete(repo, tag.as_str()).await {
             Ok(()) => {
-                println!("deleted tag {img}");
+                outln!("deleted tag {img}");
                 Ok(())
             }
             Err(e) if matches!(e.status(), Some(400 | 405)) || e.code() == Some("UNSUPPORTED") => {
@@ -437,7 +451,7 @@ pub async fn delete(net: &Net, reference: &str, manifest: bool) -> Result<(), St
     c.manifest_delete(repo, &digest)
         .await
         .map_err(|e| format!("{img}: {e}"))?;
-    println!("deleted {}/{}@{digest}", img.registry, repo);
+    outln!("deleted {}/{}@{digest}", img.registry, repo);
     Ok(())
 }
 
@@ -499,8 +513,9 @@ pub async fn login(
             Some(rt)
                 if net.authfile.is_none() && std::env::var_os("REGISTRY_AUTH_FILE").is_none() =>
             {
+                // Docker's form: the refresh token, with the user name kept beside it.
                 Credential {
-                    username: IDENTITY_TOKEN_USER.into(),
+                    username: format!("{IDENTITY_TOKEN_USER}{}", cred.username),
                     secret: rt,
                 }
             }
@@ -514,7 +529,7 @@ pub async fn login(
         .files()
         .store(&registry, &stored)
         .map_err(|e| e.to_string())?;
-    println!("Login Succeeded (credentials stored in {where_})");
+    outln!("Login Succeeded (credentials stored in {where_})");
     Ok(())
 }
 
@@ -528,9 +543,9 @@ pub fn logout(net: &Net, host: &str) -> Result<(), String> {
         .map(|i| i.registry)
         .unwrap_or_else(|_| host.to_string());
     if net.files().erase(&registry).map_err(|e| e.to_string())? {
-        println!("Removed login credentials for {registry}");
+        outln!("Removed login credentials for {registry}");
     } else {
-        println!("Not logged in to {registry}");
+        outln!("Not logged in to {registry}");
     }
     Ok(())
 }
@@ -577,10 +592,19 @@ pub async fn unpack(
         for w in warnings {
             eprintln!("warning: {w}");
         }
-        println!("{}", written.digest);
+        outln!("{}", written.digest);
         Ok(())
     }
     .await;
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// Write bytes to stdout as they are; a closed stdout ends the program quietly.
+pub fn write_raw(bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => r.map_err(|e| e.to_string()),
+    }
 }

@@ -53,10 +53,7 @@ pub async fn inspect(
     };
     let top = transfer::fetch_manifest(end, &start).await?;
     if raw && platform.is_none() {
-        use std::io::Write;
-        std::io::stdout()
-            .write_all(&top.bytes)
-            .map_err(|e| e.to_string())?;
+        crate::client_cmd::write_raw(&top.bytes)?;
         return Ok(());
     }
     let v: Value = serde_json::from_slice(&top.bytes)
@@ -66,18 +63,18 @@ pub async fn inspect(
     if v.get("manifests").is_some() {
         let Some(p) = platform else {
             if as_json {
-                println!(
+                outln!(
                     "{}",
                     json!({"digest": top.digest.to_string(), "mediaType": top.media_type, "manifest": v})
                 );
                 return Ok(());
             }
-            println!("{loc}");
-            println!("digest:     {}", top.digest);
-            println!("media type: {}", top.media_type);
-            println!("platforms:");
+            outln!("{loc}");
+            outln!("digest:     {}", top.digest);
+            outln!("media type: {}", top.media_type);
+            outln!("platforms:");
             for m in v["manifests"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "  {:<16} {} {}",
                     platform_of(&m["platform"]),
                     m["digest"].as_str().unwrap_or("?"),
@@ -96,10 +93,7 @@ pub async fn inspect(
         manifest =
             transfer::fetch_manifest(end, child["digest"].as_str().unwrap_or_default()).await?;
         if raw {
-            use std::io::Write;
-            std::io::stdout()
-                .write_all(&manifest.bytes)
-                .map_err(|e| e.to_string())?;
+            crate::client_cmd::write_raw(&manifest.bytes)?;
             return Ok(());
         }
         mv = serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())?;
@@ -109,24 +103,24 @@ pub async fn inspect(
         None => None,
     };
     if as_json {
-        println!(
+        outln!(
             "{}",
             json!({"digest": manifest.digest.to_string(), "mediaType": manifest.media_type, "manifest": mv, "config": config})
         );
         return Ok(());
     }
-    println!("{loc}");
-    println!("digest:     {}", manifest.digest);
-    println!("media type: {}", manifest.media_type);
+    outln!("{loc}");
+    outln!("digest:     {}", manifest.digest);
+    outln!("media type: {}", manifest.media_type);
     if let Some(at) = mv["artifactType"].as_str() {
-        println!("artifact:   {at}");
+        outln!("artifact:   {at}");
     }
     let layers = mv["layers"].as_array().cloned().unwrap_or_default();
     let total: u64 = layers.iter().filter_map(|l| l["size"].as_u64()).sum();
     if let Some(c) = &config {
-        println!("platform:   {}", platform_of(c));
+        outln!("platform:   {}", platform_of(c));
         if let Some(created) = c["created"].as_str() {
-            println!("created:    {created}");
+            outln!("created:    {created}");
         }
         let cc = &c["config"];
         let list = |k: &str| -> Option<String> {
@@ -139,33 +133,33 @@ pub async fn inspect(
             })
         };
         if let Some(e) = list("Entrypoint") {
-            println!("entrypoint: {e}");
+            outln!("entrypoint: {e}");
         }
         if let Some(cmd) = list("Cmd") {
-            println!("cmd:        {cmd}");
+            outln!("cmd:        {cmd}");
         }
         if let Some(w) = cc["WorkingDir"].as_str().filter(|w| !w.is_empty()) {
-            println!("workdir:    {w}");
+            outln!("workdir:    {w}");
         }
         if let Some(u) = cc["User"].as_str().filter(|u| !u.is_empty()) {
-            println!("user:       {u}");
+            outln!("user:       {u}");
         }
         if let Some(env) = cc["Env"].as_array() {
-            println!("env:");
+            outln!("env:");
             for e in env.iter().filter_map(|e| e.as_str()) {
-                println!("  {e}");
+                outln!("  {e}");
             }
         }
         if let Some(labels) = cc["Labels"].as_object().filter(|l| !l.is_empty()) {
-            println!("labels:");
+            outln!("labels:");
             for (k, val) in labels {
-                println!("  {k}={}", val.as_str().unwrap_or_default());
+                outln!("  {k}={}", val.as_str().unwrap_or_default());
             }
         }
     }
-    println!("layers:     {} ({} compressed)", layers.len(), human(total));
+    outln!("layers:     {} ({} compressed)", layers.len(), human(total));
     for l in &layers {
-        println!(
+        outln!(
             "  {} {:>10} {}",
             l["digest"].as_str().unwrap_or("?"),
             human(l["size"].as_u64().unwrap_or(0)),
@@ -173,7 +167,7 @@ pub async fn inspect(
         );
     }
     if let Some(h) = config.as_ref().and_then(|c| c["history"].as_array()) {
-        println!("history:");
+        outln!("history:");
         for e in h {
             let by = e["created_by"].as_str().unwrap_or_default();
             let by: String = by.chars().take(100).collect();
@@ -182,7 +176,7 @@ pub async fn inspect(
             } else {
                 ""
             };
-            println!("  {} {by}{empty}", e["created"].as_str().unwrap_or("-"));
+            outln!("  {} {by}{empty}", e["created"].as_str().unwrap_or("-"));
         }
     }
     Ok(())

@@ -12,6 +12,20 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stowage_server::Config;
 
+/// `println!` for results: a closed stdout (`stowage tags REF | head`) ends the program
+/// quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod accounts_cmd;
 mod client_cmd;
 mod inspect_cmd;

@@ -38,9 +38,11 @@ impl std::fmt::Debug for Credential {
 pub const IDENTITY_TOKEN_USER: &str = "<token>";
 
 impl Credential {
-    /// Whether the secret is an OAuth2 refresh token rather than a password.
+    /// Whether the secret is an OAuth2 refresh token rather than a password. (A user name of
+    /// `<token>NAME` is an identity token for user NAME, which `store` keeps beside it as
+    /// docker does, so skopeo and podman accept the entry.)
     pub fn is_identity_token(&self) -> bool {
-        self.username == IDENTITY_TOKEN_USER
+        self.username.starts_with(IDENTITY_TOKEN_USER)
     }
 }
 
@@ -369,8 +371,21 @@ fn set_auth(doc: &mut Value, key: &str, cred: &Credential) {
     }
     let obj = entry.as_object_mut().expect("an object");
     if cred.is_identity_token() {
-        obj.remove("auth");
         obj.insert("identitytoken".into(), Value::String(cred.secret.clone()));
+        match cred
+            .username
+            .strip_prefix(IDENTITY_TOKEN_USER)
+            .filter(|u| !u.is_empty())
+        {
+            // docker writes the user name with an empty password beside the token.
+            Some(user) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:"));
+                obj.insert("auth".into(), Value::String(b64));
+            }
+            None => {
+                obj.remove("auth");
+            }
+        }
     } else {
         obj.remove("identitytoken");
         let b64 = base64::engine::general_purpose::STANDARD
@@ -492,7 +507,13 @@ impl CredentialFiles {
     }
 
     fn helper_store(&self, helper: &str, server: &str, cred: &Credential) -> Result<(), CredError> {
-        let input = serde_json::json!({"ServerURL": server, "Username": cred.username, "Secret": cred.secret});
+        let username = if cred.is_identity_token() {
+            IDENTITY_TOKEN_USER
+        } else {
+            cred.username.as_str()
+        };
+        let input =
+            serde_json::json!({"ServerURL": server, "Username": username, "Secret": cred.secret});
         let (ok, stdout, stderr) =
             self.run_helper(helper, "store", input.to_string().as_bytes())?;
         if ok {

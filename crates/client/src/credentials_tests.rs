@@ -135,6 +135,16 @@ fn identity_tokens_are_stored_as_docker_does() {
             .unwrap();
     assert_eq!(doc["auths"]["reg.example.com"]["identitytoken"], "rt");
     assert!(doc["auths"]["reg.example.com"].get("auth").is_none());
+    // With the user name, docker's form: `auth` of "USER:" beside the token.
+    f.store("reg.example.com", &cred("<token>alice", "rt2"))
+        .unwrap();
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("docker/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["auths"]["reg.example.com"]["auth"], b64("alice:"));
+    let back = f.lookup("reg.example.com", "x").unwrap().unwrap();
+    assert!(back.is_identity_token());
+    assert_eq!(back.secret, "rt2");
 }
 
 /// A credential helper that keeps one credential in a file next to itself.

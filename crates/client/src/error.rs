@@ -7,7 +7,7 @@ use std::fmt;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The request never got an HTTP answer.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", chain(.source))]
     Transport {
         what: String,
         source: reqwest::Error,
@@ -22,6 +22,21 @@ pub enum ClientError {
     /// The answer broke the protocol (missing header, invalid JSON...).
     #[error("{what}: {message}")]
     Protocol { what: String, message: String },
+}
+
+/// An error with its causes (`error sending request: ... : invalid peer certificate: UnknownIssuer`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn fmt_codes(status: u16, codes: &[(String, String)]) -> String {

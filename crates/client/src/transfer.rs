@@ -529,22 +529,60 @@ async fn copy_blob(
                 progress.done(&d.digest, "exists");
                 return Ok(());
             }
-            let mut w = layout.blob_writer(&d.digest).map_err(|e| e.to_string())?;
-            if w.offset() >= d.size {
-                w.reset().map_err(|e| e.to_string())?;
+            let ctx = format!("{}: blob {}", src.name(), d.digest);
+            let mut attempt = 0u32;
+            let mut restarted = false;
+            loop {
+                attempt += 1;
+                let mut w = layout.blob_writer(&d.digest).map_err(|e| e.to_string())?;
+                if w.offset() >= d.size {
+                    w.reset().map_err(|e| e.to_string())?;
+                }
+                let resumed = w.offset() > 0;
+                let (mut stream, from) = open_blob(src, d, w.offset()).await?;
+                if from != w.offset() {
+                    w.reset().map_err(|e| e.to_string())?;
+                }
+                progress.start(&d.digest, d.size, from);
+                let mut cut = None;
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(c) => {
+                            w.write(&c).map_err(|e| e.to_string())?;
+                            progress.advance(&d.digest, c.len() as u64);
+                        }
+                        Err(e) => {
+                            cut = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = cut {
+                    // The bytes so far stay in the partial file: ask for the rest.
+                    drop(w);
+                    if attempt < 4 {
+                        progress.note(&format!("{ctx}: transfer cut ({e}); resuming"));
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            250 * u64::from(attempt),
+                        ))
+                        .await;
+                        continue;
+                    }
+                    return Err(err(&ctx, e));
+                }
+                match w.commit() {
+                    Ok(()) => break,
+                    // The bytes kept from an earlier attempt were bad (the partial file is gone
+                    // now): fetch the whole blob once more.
+                    Err(crate::layout::LayoutError::Digest { .. }) if resumed && !restarted => {
+                        restarted = true;
+                        progress.note(&format!(
+                            "{ctx}: the partial download kept from an earlier attempt was corrupt; starting it again"
+                        ));
+                    }
+                    Err(e) => return Err(err(&src.name(), e)),
+                }
             }
-            let (mut stream, from) = open_blob(src, d, w.offset()).await?;
-            if from != w.offset() {
-                w.reset().map_err(|e| e.to_string())?;
-            }
-            progress.start(&d.digest, d.size, from);
-            while let Some(chunk) = stream.next().await {
-                let chunk =
-                    chunk.map_err(|e| err(&format!("{}: blob {}", src.name(), d.digest), e))?;
-                w.write(&chunk).map_err(|e| e.to_string())?;
-                progress.advance(&d.digest, chunk.len() as u64);
-            }
-            w.commit().map_err(|e| err(&src.name(), e))?;
             progress.done(&d.digest, "copied");
             Ok(())
         }

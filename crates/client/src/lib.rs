@@ -1,13 +1,22 @@
 //! The registry client's protocol core: the Distribution API calls, without local formats.
 //!
 //! Layout:
+//! Protocol core (no local formats):
 //! - `error`: client errors, carrying the registry's OCI error code and message.
+//! - `auth`: `WWW-Authenticate` challenges, Docker token auth, Basic, the per-scope token cache.
+//! - `image_ref`: image references as docker reads them.
 //! - `api` (here): [`Client`], one method per protocol operation (ping, blob HEAD/GET, upload
-//!   sessions, monolithic and chunked pushes, manifest HEAD/GET/PUT, tag listing with `Link`).
+//!   sessions, mounts, manifest HEAD/GET/PUT/DELETE, tag listing with `Link`), retries.
+//!
+//! Local formats and workflows, on top of the core:
+//! - `credentials`: docker's `config.json`, credential helpers, containers `auth.json`.
+//! - `layout`, `archive`: OCI layouts, `oci-archive:` and `docker-archive:` tars.
+//! - `transfer`: pull, push and copy between any two of those and registries.
+//! - `unpack`: layers into a root filesystem.
 //!
 //! Connections are kept alive and shared by clones of a `Client`, so concurrent callers reuse
-//! them. Bodies are streamed both ways; nothing here buffers a blob. Authentication, credential
-//! files and image formats build on top of this (the CLI issue); the benchmark uses it as is.
+//! them. Bodies are streamed both ways; nothing here buffers a blob. The CLI, the benchmark and
+//! (later) the server's pull-through cache use this crate.
 
 pub mod archive;
 pub mod auth;
@@ -119,7 +128,7 @@ impl Client {
 
     /// Send a request needing `scope`: with the cached authorization, answering one 401 with
     /// a fresh token (or, for a streamed body that cannot be sent twice, getting the token
-    /// first), and retrying GET/HEAD on connection errors, 429 and 502-504 with backoff.
+    /// first), and retrying idempotent requests on connection errors, 429 and 502-504.
     async fn go(
         &self,
         req: reqwest::RequestBuilder,
@@ -623,13 +632,20 @@ pub fn push_scope(repo: &str) -> String {
 /// How many times a GET or HEAD is tried.
 const ATTEMPTS: u32 = 4;
 
-/// Send, retrying idempotent requests (GET, HEAD) on connection errors and on 429, 502, 503
-/// and 504, with exponential backoff (or the server's `Retry-After`, up to 30 s).
+/// Send, retrying idempotent requests (GET, HEAD, and PUTs whose body can be sent again:
+/// manifests, empty upload closes) on connection errors and on 429, 502, 503 and 504, with
+/// exponential backoff (or the server's `Retry-After`, up to 30 s). A streamed body cannot be
+/// cloned, so those requests are never sent twice; uploads recover through the session's offset.
 async fn send_retrying(req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
     let idempotent = req
         .try_clone()
         .and_then(|r| r.build().ok())
-        .is_some_and(|r| matches!(*r.method(), reqwest::Method::GET | reqwest::Method::HEAD));
+        .is_some_and(|r| {
+            matches!(
+                *r.method(),
+                reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::PUT
+            )
+        });
     let mut req = req;
     let mut delay = std::time::Duration::from_millis(250);
     for attempt in 1..=ATTEMPTS {

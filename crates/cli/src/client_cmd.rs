@@ -492,12 +492,7 @@ pub async fn login(
         .await
         .map_err(|e| format!("{host}: {e}"))?;
     let stored = if r.status() == 401 {
-        let values: Vec<String> = r
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
+        let values = stowage_client::www_authenticate(&r);
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         let auth = client.authenticator().ok_or("no authenticator")?;
         let refresh = auth

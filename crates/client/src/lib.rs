@@ -152,12 +152,7 @@ impl Client {
             return Ok(resp);
         }
         let Some(spare) = spare else { return Ok(resp) };
-        let values: Vec<String> = resp
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
+        let values = www_authenticate(&resp);
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         match auth.authorize(&refs, scope).await? {
             Some(h) if Some(&h) != header.as_ref() => {
@@ -177,12 +172,7 @@ impl Client {
         if r.status() != 401 {
             return Ok(None);
         }
-        let values: Vec<String> = r
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
+        let values = www_authenticate(&r);
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         auth.authorize(&refs, scope).await
     }
@@ -617,6 +607,15 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// The `WWW-Authenticate` values of a response.
+pub fn www_authenticate(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
 }
 
 /// The token scope for pulling from `repo`.

@@ -753,8 +753,22 @@ mod tests {
             Location::parse("ubuntu").unwrap(),
             Location::Registry(_)
         ));
+        assert_eq!(
+            Location::parse("oci-archive:x.tar:v2").unwrap(),
+            Location::OciArchive {
+                file: "x.tar".into(),
+                tag: Some("v2".into())
+            }
+        );
+        assert_eq!(
+            Location::parse("docker-archive:/t/x.tar:app:v1").unwrap(),
+            Location::DockerArchive {
+                file: "/t/x.tar".into(),
+                name: Some("app:v1".into())
+            }
+        );
         assert!(
-            Location::parse("oci-archive:x.tar")
+            Location::parse("dir:/x")
                 .unwrap_err()
                 .contains("not supported")
         );

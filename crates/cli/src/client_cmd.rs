@@ -26,6 +26,12 @@ pub struct Net {
     /// Credentials as USER:PASSWORD (instead of the stored ones).
     #[arg(long, global = true)]
     pub creds: Option<String>,
+    /// Credentials for the source registry of a copy or pull (USER:PASSWORD).
+    #[arg(long, global = true)]
+    pub src_creds: Option<String>,
+    /// Credentials for the destination registry of a copy or push (USER:PASSWORD).
+    #[arg(long, global = true)]
+    pub dest_creds: Option<String>,
     /// An access token to use as the password (user name from --creds' user or `token`).
     #[arg(long, global = true)]
     pub token: Option<String>,
@@ -348,8 +354,25 @@ async fn copy_between(
     dst: &Location,
     p: Platforms,
 ) -> Result<(), String> {
-    let from = net.end(src, false).await?;
-    let to = net.end(dst, true).await?;
+    // Each registry gets its own credentials: --src-creds / --dest-creds, and --creds (or
+    // --token) for both only when both ends are the same registry; otherwise --creds goes to
+    // the destination and the source uses its stored login.
+    let (mut src_net, mut dst_net) = (net.clone(), net.clone());
+    let same_registry = matches!((src, dst), (Location::Registry(a), Location::Registry(b)) if a.registry == b.registry);
+    if matches!((src, dst), (Location::Registry(_), Location::Registry(_))) && !same_registry {
+        src_net.creds = None;
+        src_net.token = None;
+    }
+    if let Some(c) = &net.src_creds {
+        src_net.creds = Some(c.clone());
+        src_net.token = None;
+    }
+    if let Some(c) = &net.dest_creds {
+        dst_net.creds = Some(c.clone());
+        dst_net.token = None;
+    }
+    let from = src_net.end(src, false).await?;
+    let to = dst_net.end(dst, true).await?;
     // A docker archive written from a registry image is named after it, for `docker load`.
     let docker_name = match (src, dst) {
         (Location::Registry(i), Location::DockerArchive { name: None, .. }) => Some(format!(

@@ -40,7 +40,41 @@ pub fn extract(file: &Path, dir: &Path) -> Result<(), String> {
             ));
         }
         let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind.is_dir()) {
+        if kind.is_symlink() || kind.is_hard_link() {
+            // Classic `docker save` stores a repeated layer as a link to the first copy: fine
+            // while the link stays inside the archive, refused otherwise (it could make us
+            // read, and push, a file from elsewhere on this machine).
+            let target = entry
+                .link_name()
+                .map_err(|x| e(file, x))?
+                .ok_or_else(|| {
+                    format!("{}: link {} has no target", file.display(), path.display())
+                })?
+                .into_owned();
+            let base = if kind.is_symlink() {
+                path.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                std::path::PathBuf::new()
+            };
+            let mut depth: i64 = 0;
+            let mut escapes = target.is_absolute();
+            for c in base.join(&target).components() {
+                match c {
+                    Component::ParentDir => depth -= 1,
+                    Component::Normal(_) => depth += 1,
+                    _ => {}
+                }
+                escapes |= depth < 0;
+            }
+            if escapes {
+                return Err(format!(
+                    "{}: refused link {} -> {}: it leaves the archive",
+                    file.display(),
+                    path.display(),
+                    target.display()
+                ));
+            }
+        } else if !(kind.is_file() || kind.is_dir()) {
             continue;
         }
         // `unpack_in` also refuses anything escaping `dir`.

@@ -396,6 +396,15 @@ fn set_auth(doc: &mut Value, key: &str, cred: &Credential) {
 
 /// Write JSON atomically with mode 0600 (a temporary file in the same directory, fsync, rename).
 fn write_json_atomic(path: &Path, doc: &Value) -> Result<(), CredError> {
+    // A symlinked config (dotfiles repositories do this) is written through, as docker does.
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            resolved.as_path()
+        }
+        _ => path,
+    };
     let err = |message: String| CredError::File {
         path: path.to_path_buf(),
         message,

@@ -134,6 +134,9 @@ impl ImageRef {
         if name.is_empty() {
             return Err(RefError::Empty(input));
         }
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RefError::Name(input));
+        }
         let (registry, path) = match name.split_once('/') {
             Some((first, rest))
                 if first.contains('.')
@@ -320,6 +323,7 @@ mod tests {
             ("a/-b", "repository name"),
             ("ex ample.com/x", "host"),
             ("host:port/x", "host"),
+            (&"a".repeat(64), "repository name"),
         ] {
             let e = ImageRef::parse(bad).expect_err(bad).to_string();
             assert!(e.contains(what), "{bad}: {e}");

@@ -128,7 +128,7 @@ impl Client {
 
     /// Send a request needing `scope`: with the cached authorization, answering one 401 with
     /// a fresh token (or, for a streamed body that cannot be sent twice, getting the token
-    /// first), and retrying idempotent requests on connection errors, 429 and 502-504.
+    /// first), and retrying idempotent requests on connection errors, 429 and 5xx.
     async fn go(
         &self,
         req: reqwest::RequestBuilder,
@@ -138,6 +138,13 @@ impl Client {
         let Some(auth) = &self.auth else {
             return send_retrying(req, what).await;
         };
+        // A `Location` or `Link` may point at another host: it never gets our credentials.
+        let (http, built) = req.build_split();
+        let built = built.map_err(|e| ClientError::transport(what, e))?;
+        if !self.same_origin(built.url()) {
+            return send_retrying(reqwest::RequestBuilder::from_parts(http, built), what).await;
+        }
+        let req = reqwest::RequestBuilder::from_parts(http, built);
         let mut header = auth.cached(scope);
         if header.is_none() && req.try_clone().is_none() {
             header = self.preflight(auth, scope).await?;
@@ -160,6 +167,15 @@ impl Client {
             }
             _ => Ok(resp),
         }
+    }
+
+    /// Whether `url` is this registry (scheme, host and port), the only place credentials go.
+    fn same_origin(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.base).is_ok_and(|b| {
+            b.scheme() == url.scheme()
+                && b.host_str() == url.host_str()
+                && b.port_or_known_default() == url.port_or_known_default()
+        })
     }
 
     /// Learn the registry's challenge from `GET /v2/` and get a header for `scope`.
@@ -632,7 +648,7 @@ pub fn push_scope(repo: &str) -> String {
 const ATTEMPTS: u32 = 4;
 
 /// Send, retrying idempotent requests (GET, HEAD, and PUTs whose body can be sent again:
-/// manifests, empty upload closes) on connection errors and on 429, 502, 503 and 504, with
+/// manifests, empty upload closes) on connection errors, 429 and any 5xx, with
 /// exponential backoff (or the server's `Retry-After`, up to 30 s). A streamed body cannot be
 /// cloned, so those requests are never sent twice; uploads recover through the session's offset.
 async fn send_retrying(req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
@@ -659,7 +675,7 @@ async fn send_retrying(req: reqwest::RequestBuilder, what: &str) -> Result<reqwe
         };
         let wait = match &result {
             Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => Some(delay),
-            Ok(r) if matches!(r.status().as_u16(), 429 | 502 | 503 | 504) => Some(
+            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => Some(
                 r.headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())

@@ -623,8 +623,10 @@ async fn copy_blob(
     }
 }
 
-/// Upload one blob as a single streamed PUT; if that fails, ask the registry how much it
-/// holds and send the rest.
+/// Upload one blob as a single streamed PUT. If that fails midway, ask the registry how much
+/// of the session it holds and send only the rest; if it holds nothing usable (or the session is
+/// gone), start a new session. A refusal by the registry (a 4xx such as a wrong digest or a
+/// missing right) is final.
 async fn upload(
     src: &End,
     client: &Client,
@@ -632,8 +634,7 @@ async fn upload(
     d: &Descriptor,
     progress: Arc<dyn Progress>,
 ) -> Result<(), String> {
-    let ctx = |e: ClientError| err(&format!("{image}: blob {}", d.digest), e);
-    let up = client.upload_start(&image.repository).await.map_err(ctx)?;
+    let ctx = format!("{image}: blob {}", d.digest);
     let body_from = |stream: Chunks, digest: Digest, progress: Arc<dyn Progress>| {
         reqwest::Body::wrap_stream(stream.map(move |c| {
             if let Ok(b) = &c {
@@ -642,46 +643,74 @@ async fn upload(
             c.map_err(std::io::Error::other)
         }))
     };
-    let (stream, from) = open_blob(src, d, 0).await?;
-    debug_assert_eq!(from, 0);
-    progress.start(&d.digest, d.size, 0);
-    let first = client
-        .upload_finish(
-            up.clone(),
-            &d.digest,
-            Some((
-                body_from(stream, d.digest.clone(), progress.clone()),
-                d.size,
-            )),
-        )
-        .await;
-    let Err(e) = first else { return Ok(()) };
-    if e.status().is_some_and(|s| s != 416 && s < 500) {
-        return Err(ctx(e));
-    }
-    // Interrupted: continue from what the registry acknowledged.
-    let mut up = up;
-    let offset = client.upload_status(&up).await.map_err(ctx)?;
-    progress.note(&format!(
-        "blob {}: resuming at byte {offset} after: {e}",
-        d.digest
-    ));
-    let (stream, from) = open_blob(src, d, offset).await?;
-    if from != offset {
-        return Err(ctx(e));
-    }
-    progress.start(&d.digest, d.size, offset);
-    if offset < d.size {
-        client
-            .upload_patch(
-                &mut up,
-                body_from(stream, d.digest.clone(), progress.clone()),
-                Some((offset, d.size - 1)),
-            )
+    let final_refusal = |e: &ClientError| {
+        e.status()
+            .is_some_and(|s| (400..500).contains(&s) && !matches!(s, 404 | 408 | 416 | 429))
+    };
+    let mut last = String::new();
+    for attempt in 1..=3u32 {
+        let up = client
+            .upload_start(&image.repository)
             .await
-            .map_err(ctx)?;
+            .map_err(|e| err(&ctx, e))?;
+        let (stream, _) = open_blob(src, d, 0).await?;
+        progress.start(&d.digest, d.size, 0);
+        let first = client
+            .upload_finish(
+                up.clone(),
+                &d.digest,
+                Some((
+                    body_from(stream, d.digest.clone(), progress.clone()),
+                    d.size,
+                )),
+            )
+            .await;
+        let e = match first {
+            Ok(()) => return Ok(()),
+            Err(e) if final_refusal(&e) => return Err(err(&ctx, e)),
+            Err(e) => e,
+        };
+        last = e.to_string();
+        // The registry may still be finishing the cut request: give it a moment.
+        tokio::time::sleep(std::time::Duration::from_millis(300 * u64::from(attempt))).await;
+        // An empty session reports `0-0`, which also means one byte: only resume past that.
+        if let Ok(offset) = client.upload_status(&up).await
+            && offset > 1
+            && offset <= d.size
+        {
+            progress.note(&format!(
+                "{ctx}: resuming the upload at byte {offset} after: {e}"
+            ));
+            let (stream, from) = open_blob(src, d, offset).await?;
+            if from == offset {
+                let mut up = up;
+                let rest = async {
+                    if offset < d.size {
+                        client
+                            .upload_patch(
+                                &mut up,
+                                body_from(stream, d.digest.clone(), progress.clone()),
+                                Some((offset, d.size - 1)),
+                            )
+                            .await?;
+                    }
+                    client.upload_finish(up, &d.digest, None).await
+                }
+                .await;
+                match rest {
+                    Ok(()) => return Ok(()),
+                    Err(e) if final_refusal(&e) && e.status() != Some(400) => {
+                        return Err(err(&ctx, e));
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+        }
+        if attempt < 3 {
+            progress.note(&format!("{ctx}: upload failed ({last}); starting it again"));
+        }
     }
-    client.upload_finish(up, &d.digest, None).await.map_err(ctx)
+    Err(err(&ctx, last))
 }
 
 /// Write a manifest at the destination: by digest, or under `tag`.

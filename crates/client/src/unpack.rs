@@ -128,6 +128,8 @@ pub struct Unpacker {
     chown: bool,
     /// Directories and their modification times, applied at the end.
     dir_times: Vec<(PathBuf, filetime::FileTime)>,
+    /// Without root: directories' real modes, applied at the end (they stay writable until).
+    dir_modes: Vec<(PathBuf, u32)>,
     /// Warnings (things skipped because we are not root, unsupported xattrs...).
     pub warnings: Vec<String>,
     layer: usize,
@@ -161,6 +163,7 @@ impl Unpacker {
             root,
             chown: rustix::process::geteuid().is_root(),
             dir_times: Vec::new(),
+            dir_modes: Vec::new(),
             warnings: Vec::new(),
             layer: 0,
             this_layer: HashSet::new(),
@@ -307,8 +310,12 @@ impl Unpacker {
                     .map_err(|err| io(&root, err))?;
             }
             let mode = header.mode().unwrap_or(0o755) & 0o7777;
-            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(mode))
+            let now = if self.chown { mode } else { mode | 0o700 };
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(now))
                 .map_err(|err| io(&root, err))?;
+            if !self.chown {
+                self.dir_modes.push((root.clone(), mode));
+            }
             let mtime = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
             self.dir_times.push((root, mtime));
             return Ok(());
@@ -328,6 +335,10 @@ impl Unpacker {
             return Ok(());
         }
         if let Some(hidden) = base_str.strip_prefix(".wh.") {
+            // `.wh.`, `.wh..` and `.wh...` would name the directory itself or its parent.
+            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+                return Err(self.refuse(&name, "a whiteout must name an entry of its directory"));
+            }
             let p = parent.join(hidden);
             if std::fs::symlink_metadata(&p).is_ok() {
                 remove_any(&p).map_err(|err| io(&p, err))?;
@@ -414,7 +425,13 @@ impl Unpacker {
             let gid = header.gid().unwrap_or(0) as u32;
             std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(|err| io(&path, err))?;
         }
-        if kind != tar::EntryType::Symlink {
+        if is_dir && !self.chown {
+            // Without root a 0555 directory (as Fedora's /usr/bin) would refuse the files
+            // later entries put in it: keep it writable until `finish`.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o700))
+                .map_err(|err| io(&path, err))?;
+            self.dir_modes.push((path.clone(), mode));
+        } else if kind != tar::EntryType::Symlink {
             // After chown, which clears setuid and setgid.
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .map_err(|err| io(&path, err))?;
@@ -447,8 +464,16 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Set directory times (deepest first) once every layer is applied.
+    /// Set directory modes and times (deepest first) once every layer is applied.
     pub fn finish(mut self) -> Result<Vec<String>, UnpackError> {
+        self.dir_modes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (p, mode) in &self.dir_modes {
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode))
+                    .map_err(|err| io(p, err))?;
+            }
+        }
         self.dir_times
             .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (p, t) in &self.dir_times {

@@ -180,6 +180,8 @@ pub struct TapProxy {
     pub addr: String,
     sent: Arc<Mutex<Vec<u8>>>,
     cut: Arc<AtomicU64>,
+    /// Bytes clients sent so far (all connections), and where to cut once.
+    upload: Arc<Mutex<(u64, Option<u64>)>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -192,15 +194,16 @@ impl TapProxy {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let cut = Arc::new(AtomicU64::new(u64::MAX));
         let stop = Arc::new(AtomicBool::new(false));
+        let upload = Arc::new(Mutex::new((0u64, None)));
         let upstream = upstream.to_string();
-        let (s, c, st) = (sent.clone(), cut.clone(), stop.clone());
+        let (s, c, st, up) = (sent.clone(), cut.clone(), stop.clone(), upload.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
                         if let Ok(server) = TcpStream::connect(&upstream) {
-                            relay(client, server, s.clone(), c.clone());
+                            relay(client, server, s.clone(), c.clone(), up.clone());
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -214,6 +217,7 @@ impl TapProxy {
             addr,
             sent,
             cut,
+            upload,
             stop,
         }
     }
@@ -222,6 +226,13 @@ impl TapProxy {
     /// (`None`: never).
     pub fn cut_after(&self, bytes: Option<u64>) {
         self.cut.store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Cut the connection that carries the client's `bytes`-th byte from now on (counted over
+    /// all connections), once: like a network failing in the middle of an upload.
+    pub fn cut_upload_once_after(&self, bytes: u64) {
+        let mut u = self.upload.lock().unwrap_or_else(|e| e.into_inner());
+        *u = (0, Some(bytes));
     }
 
     /// Everything clients sent so far (request lines, headers, bodies), lossily as text.
@@ -241,7 +252,13 @@ impl Drop for TapProxy {
     }
 }
 
-fn relay(client: TcpStream, server: TcpStream, sent: Arc<Mutex<Vec<u8>>>, cut: Arc<AtomicU64>) {
+fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    sent: Arc<Mutex<Vec<u8>>>,
+    cut: Arc<AtomicU64>,
+    upload: Arc<Mutex<(u64, Option<u64>)>>,
+) {
     let limit = cut.load(Ordering::SeqCst);
     let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else {
         return;
@@ -253,10 +270,29 @@ fn relay(client: TcpStream, server: TcpStream, sent: Arc<Mutex<Vec<u8>>>, cut: A
             match c_read.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let (n, cut_now) = {
+                        let mut u = upload.lock().unwrap_or_else(|e| e.into_inner());
+                        match u.1 {
+                            Some(at) if u.0 + n as u64 >= at => {
+                                let keep = (at - u.0.min(at)) as usize;
+                                *u = (u.0 + keep as u64, None);
+                                (keep, true)
+                            }
+                            _ => {
+                                u.0 += n as u64;
+                                (n, false)
+                            }
+                        }
+                    };
                     sent.lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .extend_from_slice(&buf[..n]);
                     if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if cut_now {
+                        let _ = s_write.shutdown(Shutdown::Both);
+                        let _ = c_read.shutdown(Shutdown::Both);
                         break;
                     }
                 }

@@ -230,9 +230,9 @@ enum Backend {
     Server(Remote),
 }
 
-fn backend(t: &Target) -> Result<Backend, String> {
+async fn backend(t: &Target) -> Result<Backend, String> {
     if let Some(url) = &t.server {
-        return Ok(Backend::Server(Remote::new(url, t)?));
+        return Ok(Backend::Server(Remote::new(url, t).await?));
     }
     let data = match (&t.data, &t.config) {
         (Some(d), _) => d.clone(),
@@ -248,7 +248,7 @@ fn e(e: stowage_server::accounts::AccountError) -> String {
 }
 
 pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
-    let b = backend(t)?;
+    let b = backend(t).await?;
     match cmd {
         UserCommand::Add {
             name,
@@ -381,7 +381,7 @@ async fn change(
 }
 
 pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
-    let b = backend(t)?;
+    let b = backend(t).await?;
     match cmd {
         TokenCommand::Create {
             user,

@@ -5,7 +5,53 @@
 use base64::Engine;
 use serde::de::DeserializeOwned;
 
+use stowage_client::credentials::CredentialFiles;
+
 use crate::accounts_cmd::{Target, server_password};
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Trade a stored refresh token for a JWT at the server's token endpoint.
+async fn redeem(http: &reqwest::Client, base: &str, refresh: &str) -> Result<String, String> {
+    let enc: String = refresh
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let resp = http
+        .post(format!("{base}/auth/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&client_id=stowage&refresh_token={enc}"
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("{base}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "{base}: the stored login was refused ({}); log in again with `stowage login`",
+            resp.status()
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.bytes().await.map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{base}: {e}"))?;
+    v["access_token"]
+        .as_str()
+        .or(v["token"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{base}: the token endpoint gave no token"))
+}
 
 pub struct Remote {
     base: String,
@@ -13,54 +59,8 @@ pub struct Remote {
     auth: Option<String>,
 }
 
-/// `user:password` stored for `host` by `docker login` (`~/.docker/config.json`) or
-/// `podman login` (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`).
-pub fn stored_login(host: &str) -> Option<(String, String)> {
-    let mut files = Vec::new();
-    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
-        files.push(std::path::PathBuf::from(f));
-    }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        files.push(std::path::PathBuf::from(d).join("containers/auth.json"));
-    }
-    match std::env::var_os("DOCKER_CONFIG") {
-        Some(d) => files.push(std::path::PathBuf::from(d).join("config.json")),
-        None => {
-            if let Some(h) = std::env::var_os("HOME") {
-                files.push(std::path::PathBuf::from(h).join(".docker/config.json"));
-            }
-        }
-    }
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
-            continue;
-        };
-        for (key, entry) in auths {
-            let k = key
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/');
-            if k != host {
-                continue;
-            }
-            let raw = entry.get("auth").and_then(|a| a.as_str())?;
-            let decoded = base64::engine::general_purpose::STANDARD.decode(raw).ok()?;
-            let text = String::from_utf8(decoded).ok()?;
-            let (u, p) = text.split_once(':')?;
-            return Some((u.to_string(), p.to_string()));
-        }
-    }
-    None
-}
-
 impl Remote {
-    pub fn new(url: &str, t: &Target) -> Result<Remote, String> {
+    pub async fn new(url: &str, t: &Target) -> Result<Remote, String> {
         let base = url.trim_end_matches('/').to_string();
         if !base.starts_with("https://") && !base.starts_with("http://") {
             return Err(format!(
@@ -89,18 +89,28 @@ impl Remote {
         let http = b.build().map_err(|e| format!("cannot set up HTTPS: {e}"))?;
         let password = server_password(t)?;
         let auth = match (&t.username, password) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
-            (u, _) => stored_login(&host).filter(|(su, _)| u.as_ref().is_none_or(|u| u == su)),
-        }
-        .map(|(u, p)| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
-        });
+            (Some(u), Some(p)) => Some(basic(u, &p)),
+            (u, _) => {
+                // The login `stowage login`, docker or podman stored for this host.
+                let stored = CredentialFiles::from_env(None)
+                    .lookup(&host, "")
+                    .map_err(|e| e.to_string())?
+                    .filter(|c| {
+                        u.as_ref()
+                            .is_none_or(|u| *u == c.username || c.is_identity_token())
+                    });
+                match stored {
+                    Some(c) if c.is_identity_token() => {
+                        Some(format!("Bearer {}", redeem(&http, &base, &c.secret).await?))
+                    }
+                    Some(c) if !c.secret.is_empty() => Some(basic(&c.username, &c.secret)),
+                    _ => None,
+                }
+            }
+        };
         if auth.is_none() {
             return Err(format!(
-                "no credentials for {host}: give --username with --server-password-stdin (or STOWAGE_PASSWORD), or log in first"
+                "no credentials for {host}: give --username with --server-password-stdin (or STOWAGE_PASSWORD), or `stowage login {host}` first"
             ));
         }
         Ok(Remote { base, http, auth })

@@ -392,3 +392,66 @@ async fn htpasswd_password_change_retires_old_credentials() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `--server` with no password given uses the login stored by `stowage login` (a refresh
+/// token, redeemed for a JWT the admin API accepts); the database holding keys and hashes is
+/// private to the server's user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_commands_use_the_stored_login_and_the_store_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = AuthReg::start("", &[]);
+    let docker = tempfile::tempdir().unwrap();
+    let base = reg.reg.base.clone();
+    let host = base.trim_start_matches("http://").to_string();
+    let login = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["login", &host, "-u", "admin", "--password-stdin"])
+        .env("DOCKER_CONFIG", docker.path())
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let mut login = login;
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{ADMIN_PW}\n").as_bytes())
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["user", "list", "--server", &base])
+        .env("DOCKER_CONFIG", docker.path())
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("STOWAGE_DATA")
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("admin\tadmin"));
+    for name in ["metadata.db", "metadata.db-wal"] {
+        let mode = std::fs::metadata(reg.data.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{name} is private: {mode:o}");
+    }
+    let dir_mode = std::fs::metadata(&reg.data).unwrap().permissions().mode();
+    assert_eq!(
+        dir_mode & 0o077,
+        0,
+        "the data directory is private: {dir_mode:o}"
+    );
+}

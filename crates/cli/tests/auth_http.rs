@@ -759,6 +759,29 @@ async fn expired_jwt_is_refused_except_on_its_own_upload() {
         .await;
     pulled.expect_status(200);
     assert!(pulled.body == data);
+
+    // A session opened (with Basic) after the JWT expired does not accept it: the waiver is
+    // for uploads the token itself could have started.
+    let fresh = reg.start_upload_as(&alice(), "team/app", "").await;
+    fresh.expect_status(202);
+    let r = reg.patch_as(&jwt, &fresh.location(), 0, &data[..10]).await;
+    expect_bearer_error(&r, "invalid_token");
+}
+
+/// Wrong passwords sent all at once cannot slip past the limit while the first ones are still
+/// being checked: attempts in flight count against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_sent_at_once_are_limited_too() {
+    let reg = AuthReg::start("login_failures = 5", &[user("alice", ALICE_PW, TEAM_RW)]);
+    let wrong = Who::basic("alice", "not-the-password");
+    let answers = futures_util::future::join_all((0..40).map(|_| reg.get_as(&wrong, "/v2/"))).await;
+    let checked = answers.iter().filter(|r| r.status == 401).count();
+    let refused = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!(checked + refused, 40);
+    assert!(
+        checked <= 5,
+        "{checked} wrong passwords were checked, the limit is 5"
+    );
 }
 
 /// After `login_failures` wrong passwords for one user from one address, the next login (even

@@ -80,8 +80,10 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn users(&self) -> Result<Vec<UserRecord>>;
     /// Create a user; false if the name is taken.
     async fn create_user(&self, user: &UserRecord) -> Result<bool>;
-    /// Replace a user's password hash, admin flag, grants and generation; false if unknown.
-    async fn update_user(&self, user: &UserRecord) -> Result<bool>;
+    /// Replace a user's password hash, admin flag, grants and generation, if its stored row is
+    /// still `expected` (compare-and-set: two concurrent changes cannot silently undo each
+    /// other); false if the user is unknown or was changed meanwhile.
+    async fn update_user(&self, user: &UserRecord, expected: &UserRecord) -> Result<bool>;
     /// Remove a user with its tokens and refresh tokens; false if unknown.
     async fn remove_user(&self, name: &str) -> Result<bool>;
 

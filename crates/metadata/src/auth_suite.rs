@@ -55,8 +55,17 @@ pub async fn run(store: &dyn AuthStore) {
     bob.admin = true;
     bob.generation = 1;
     bob.grants = vec![];
-    assert!(store.update_user(&bob).await.unwrap());
-    assert!(!store.update_user(&user("nobody")).await.unwrap());
+    assert!(store.update_user(&bob, &user("bob")).await.unwrap());
+    assert!(
+        !store
+            .update_user(&user("nobody"), &user("nobody"))
+            .await
+            .unwrap()
+    );
+    // Compare-and-set: a change based on a stale read is refused.
+    let mut stale = user("bob");
+    stale.grants = vec!["repository:x/**:pull".into()];
+    assert!(!store.update_user(&stale, &user("bob")).await.unwrap());
     let got = store.users().await.unwrap();
     assert_eq!(got[1], bob);
     assert_eq!(got[0], user("alice"));

@@ -3,7 +3,8 @@
 //!
 //! Validation lives here (names, grants, scopes, expiry) so both paths refuse the same input
 //! with the same message. Secrets are generated here and returned once; only their hashes are
-//! stored. Auth events are logged here, never with a secret.
+//! stored. The events are logged by every running server when it sees the change
+//! (`auth::snapshot::log_changes`), wherever the change was made.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,10 +107,27 @@ pub fn merge_grants(current: &[String], add: &[String], remove: &[String]) -> Re
                 }
             )));
         };
-        e.actions = e
-            .actions
+        // `admin` implies pull, push and delete: taking any of them away takes admin too.
+        let held = if e.actions.contains(stowage_auth::scope::Action::Admin)
+            && !g
+                .actions
+                .intersect(stowage_auth::scope::Actions::ALL)
+                .is_empty()
+        {
+            e.actions.expand()
+        } else {
+            e.actions
+        };
+        let removing = if g.actions.contains(stowage_auth::scope::Action::Admin) {
+            g.actions
+        } else {
+            g.actions.union(stowage_auth::scope::Actions::from_action(
+                stowage_auth::scope::Action::Admin,
+            ))
+        };
+        e.actions = held
             .iter()
-            .filter(|a| !g.actions.contains(*a))
+            .filter(|a| !removing.contains(*a))
             .fold(stowage_auth::scope::Actions::NONE, |acc, a| {
                 acc.union(stowage_auth::scope::Actions::from_action(a))
             });
@@ -211,7 +229,6 @@ impl Accounts {
                 record.name
             )));
         }
-        tracing::info!(user = %record.name, admin = record.admin, "auth: user created");
         Ok(info(record))
     }
 
@@ -230,14 +247,17 @@ impl Accounts {
     /// Change a user's password: JWTs and refresh tokens minted with the old one die.
     pub async fn set_password(&self, name: &str, pw: &str) -> Result<()> {
         check_password(pw)?;
-        let mut u = self.user(name).await?;
+        self.user(name).await?;
         let pw = pw.to_string();
-        u.password_hash = tokio::task::spawn_blocking(move || password::hash_password(&pw))
+        let hash = tokio::task::spawn_blocking(move || password::hash_password(&pw))
             .await
             .map_err(|e| AccountError::Store(e.to_string()))?;
-        u.generation += 1;
-        self.save(&u).await?;
-        tracing::info!(user = name, "auth: password changed");
+        self.modify(name, |u| {
+            u.password_hash = hash.clone();
+            u.generation += 1;
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 
@@ -249,25 +269,40 @@ impl Accounts {
         revoke: &[String],
         admin: Option<bool>,
     ) -> Result<UserInfo> {
-        let mut u = self.user(name).await?;
-        u.grants = merge_grants(&u.grants, grant, revoke)?;
-        if let Some(a) = admin {
-            u.admin = a;
-        }
-        self.save(&u).await?;
-        tracing::info!(user = name, admin = u.admin, grants = ?u.grants, "auth: rights changed");
+        let u = self
+            .modify(name, |u| {
+                u.grants = merge_grants(&u.grants, grant, revoke)?;
+                if let Some(a) = admin {
+                    u.admin = a;
+                }
+                Ok(())
+            })
+            .await?;
         Ok(info(u))
     }
 
-    async fn save(&self, u: &UserRecord) -> Result<()> {
-        if self.store.update_user(u).await.map_err(store_err)? {
-            Ok(())
-        } else {
-            Err(AccountError::NotFound(format!(
-                "no user named {:?}",
-                u.name
-            )))
+    /// Read, change and write a user, again if someone else changed it in between.
+    async fn modify(
+        &self,
+        name: &str,
+        change: impl Fn(&mut UserRecord) -> Result<()>,
+    ) -> Result<UserRecord> {
+        for _ in 0..8 {
+            let before = self.user(name).await?;
+            let mut after = before.clone();
+            change(&mut after)?;
+            if self
+                .store
+                .update_user(&after, &before)
+                .await
+                .map_err(store_err)?
+            {
+                return Ok(after);
+            }
         }
+        Err(AccountError::Conflict(format!(
+            "user {name:?} keeps changing under us; try again"
+        )))
     }
 
     /// Remove a user and everything it minted.
@@ -275,7 +310,6 @@ impl Accounts {
         if !self.store.remove_user(name).await.map_err(store_err)? {
             return Err(AccountError::NotFound(format!("no user named {name:?}")));
         }
-        tracing::info!(user = name, "auth: user removed");
         Ok(())
     }
 
@@ -329,7 +363,6 @@ impl Accounts {
         if !self.store.create_token(&record).await.map_err(store_err)? {
             return Err(AccountError::NotFound(format!("no user named {user:?}")));
         }
-        tracing::info!(user, token = %record.id, scopes = ?record.scopes, "auth: token created");
         Ok(NewToken {
             info: token_info(record),
             secret: fresh.secret,
@@ -365,7 +398,6 @@ impl Accounts {
         if !self.store.revoke_token(id).await.map_err(store_err)? {
             return Err(AccountError::NotFound(format!("no token with id {id:?}")));
         }
-        tracing::info!(token = id, "auth: token revoked");
         Ok(())
     }
 }
@@ -422,6 +454,12 @@ mod tests {
         );
         let got = merge_grants(&got, &[], &v(&["team/**:push"])).unwrap();
         assert_eq!(got, v(&["repository:team/**:pull", "registry:catalog:*"]));
+        let admin = merge_grants(&v(&["repository:a/**:admin"]), &[], &v(&["a/**:push"])).unwrap();
+        assert_eq!(
+            admin,
+            v(&["repository:a/**:pull,delete"]),
+            "admin expanded, then push and admin removed"
+        );
         let got = merge_grants(&got, &[], &v(&["team/**:pull", "registry:catalog:*"])).unwrap();
         assert!(got.is_empty());
         assert!(matches!(

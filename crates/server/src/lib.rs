@@ -81,10 +81,39 @@ pub fn open_registry(config: &Config, observer: Option<OpObserver>) -> Result<Re
     open_stores(config, observer).map(|(r, _)| r)
 }
 
+/// Create the data directory (0700) and keep the metadata database private (0600): it holds
+/// the JWT signing keys, the upload-session key and password and token hashes.
+fn prepare_data_dir(data: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if !data.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data)
+            .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+    }
+    let db = data.join("metadata.db");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&db)
+        .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    for name in ["metadata.db", "metadata.db-wal", "metadata.db-shm"] {
+        let p = data.join(name);
+        if let Ok(m) = std::fs::metadata(&p)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("cannot make {} private: {e}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Open the auth store of a data directory (for `stowage user`/`token` on the store).
 pub fn open_auth_store(data_dir: &std::path::Path) -> Result<Arc<dyn AuthStore>, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    prepare_data_dir(data_dir)?;
     let meta = SqliteStore::open(&data_dir.join("metadata.db")).map_err(|e| {
         format!(
             "cannot open metadata database in {}: {e}",
@@ -100,8 +129,7 @@ pub fn open_stores(
     observer: Option<OpObserver>,
 ) -> Result<(Registry, Arc<dyn AuthStore>), String> {
     let data = config.data_dir();
-    std::fs::create_dir_all(&data)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+    prepare_data_dir(&data)?;
     let mut blobs = FsBlobStore::open(&data)
         .map_err(|e| format!("cannot open blob store in {}: {e}", data.display()))?;
     if let Some(o) = &observer {

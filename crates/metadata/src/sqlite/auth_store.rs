@@ -91,14 +91,25 @@ impl AuthStore for SqliteStore {
         .await
     }
 
-    async fn update_user(&self, user: &UserRecord) -> Result<bool> {
-        let u = user.clone();
+    async fn update_user(&self, user: &UserRecord, expected: &UserRecord) -> Result<bool> {
+        let (u, e) = (user.clone(), expected.clone());
         self.write(move |c| {
             let n = c
                 .prepare_cached(
-                    "UPDATE users SET password_hash = ?2, admin = ?3, grants = ?4, generation = ?5 WHERE name = ?1",
+                    "UPDATE users SET password_hash = ?2, admin = ?3, grants = ?4, generation = ?5
+                     WHERE name = ?1 AND password_hash = ?6 AND admin = ?7 AND grants = ?8 AND generation = ?9",
                 )?
-                .execute(params![u.name, u.password_hash, u.admin as i64, join(&u.grants), u.generation])?;
+                .execute(params![
+                    u.name,
+                    u.password_hash,
+                    u.admin as i64,
+                    join(&u.grants),
+                    u.generation,
+                    e.password_hash,
+                    e.admin as i64,
+                    join(&e.grants),
+                    e.generation
+                ])?;
             if n > 0 {
                 bump(c)?;
             }

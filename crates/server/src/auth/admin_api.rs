@@ -109,6 +109,19 @@ impl Auth {
                     Err(LoginError::Invalid) => return Err(unauthorized()),
                 }
             }
+            // A bearer JWT (what `stowage login` leads to): the rights come from the
+            // credential it names, as for any request.
+            Some(Presented::Bearer(token)) => {
+                let snap = self.snapshot();
+                let now = super::now();
+                match self.verify_jwt(&snap, &token, now) {
+                    Ok(c) => snap
+                        .decode(&c.cred, now)
+                        .filter(|cred| cred.subject() == c.sub)
+                        .ok_or_else(unauthorized)?,
+                    Err(_) => return Err(unauthorized()),
+                }
+            }
             _ => return Err(unauthorized()),
         };
         let snap = self.snapshot();

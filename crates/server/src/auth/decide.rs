@@ -251,12 +251,14 @@ impl Auth {
                 let claims = match self.verify_jwt(&snap, &token, now) {
                     Ok(c) => Some(c),
                     // An upload the same subject opened may finish on an expired token.
+                    // Only a token that was valid when the session opened qualifies: an old
+                    // expired token must not open-and-use new sessions.
                     Err(JwtError::Expired(c)) => match need {
-                        Need::Upload(n, id)
-                            if registry.upload_opened_at(n, id, &c.sub).await?.is_some() =>
-                        {
-                            Some(Arc::new(*c))
-                        }
+                        Need::Upload(n, id) => registry
+                            .upload_opened_at(n, id, &c.sub)
+                            .await?
+                            .filter(|&opened| c.iat <= opened && opened < c.exp + LEEWAY)
+                            .map(|_| Arc::new(*c)),
                         _ => None,
                     },
                     Err(_) => None,
@@ -310,7 +312,7 @@ const VERIFIED_MAX: usize = 10_000;
 impl Auth {
     /// Verify a JWT, remembering good ones so a client's stream of requests with the same
     /// token costs one signature check. Expiry is re-checked on every use.
-    fn verify_jwt(
+    pub(crate) fn verify_jwt(
         &self,
         snap: &Snapshot,
         token: &str,

@@ -82,6 +82,8 @@ pub struct Auth {
     /// SHA-256 of `user \0 password` -> the credential it proved, and when.
     basic_cache: Mutex<HashMap<[u8; 32], (Cred, Instant)>>,
     hash_permits: Semaphore,
+    /// How long an argon2 check of ours takes here: failed logins take at least this long.
+    hash_floor: std::time::Duration,
     pub limiter: Limiter,
     /// JWTs whose signature and audience were verified: SHA-256 of the token -> its claims
     /// (with the snapshot revision they were verified under). Saves an ECDSA verification per
@@ -118,6 +120,15 @@ impl Auth {
             ))),
             basic_cache: Mutex::new(HashMap::new()),
             hash_permits: Semaphore::new(cfg.hash_concurrency),
+            hash_floor: tokio::task::spawn_blocking(|| {
+                // The first call also builds the dummy hash: time the second.
+                password::burn_equivalent_work("calibrate");
+                let t = Instant::now();
+                password::burn_equivalent_work("calibrate");
+                t.elapsed()
+            })
+            .await
+            .map_err(|e| e.to_string())?,
             limiter: Limiter::new(cfg.login_failures, cfg.login_window),
             verified: Mutex::new((-1, HashMap::new())),
             touched: Mutex::new(HashMap::new()),
@@ -229,6 +240,10 @@ impl Auth {
             keys,
         };
         let snap = Snapshot::build(sources, &self.htpasswd_grants, &self.public, now());
+        let previous = self.snapshot();
+        if previous.revision >= 0 {
+            snapshot::log_changes(&previous, &snap);
+        }
         *self.snap.write().expect("snapshot") = Arc::new(snap);
         Ok(())
     }
@@ -266,24 +281,45 @@ impl Auth {
             tracing::warn!(user, %ip, "auth: login refused, too many failures");
             return Err(LoginError::Limited(wait));
         }
+        // A success remembered from a moment ago needs no hash.
+        if let Some(cred) = self.remembered(user, password) {
+            self.touch(&cred);
+            return Ok(cred);
+        }
+        // Counted before the work, so attempts sent at once cannot all pass the limit.
+        if let Some(wait) = self.limiter.begin(ip, user) {
+            tracing::warn!(user, %ip, "auth: login refused, too many failures");
+            return Err(LoginError::Limited(wait));
+        }
         let result = self.check_password(user, password).await;
+        self.limiter.finish(ip, user, result.is_some());
         match &result {
             Some(cred) => {
-                self.limiter.succeeded(ip, user);
-                if let Cred::Token { id, .. } = cred {
-                    self.touched
-                        .lock()
-                        .expect("touched")
-                        .insert(id.clone(), now());
-                }
-                tracing::debug!(user, %ip, "auth: login");
+                self.touch(cred);
+                tracing::info!(user, %ip, "auth: login");
             }
-            None => {
-                self.limiter.failed(ip, user);
-                tracing::warn!(user, %ip, "auth: login failed");
-            }
+            None => tracing::warn!(user, %ip, "auth: login failed"),
         }
         result.ok_or(LoginError::Invalid)
+    }
+
+    /// The cache key of a Basic login.
+    fn login_key(user: &str, password: &str) -> [u8; 32] {
+        secret::hash_secret(&format!("{user}\0{password}"))
+    }
+
+    /// A recent successful password check for these credentials, if still valid.
+    fn remembered(&self, user: &str, password: &str) -> Option<Cred> {
+        if secret::split_access_token(password).is_some() {
+            return None;
+        }
+        let (cred, at) = self
+            .basic_cache
+            .lock()
+            .expect("cache")
+            .get(&Self::login_key(user, password))
+            .cloned()?;
+        (at.elapsed() < self.cfg.basic_cache && self.snapshot().valid(&cred, now())).then_some(cred)
     }
 
     async fn check_password(&self, user: &str, password: &str) -> Option<Cred> {
@@ -300,25 +336,33 @@ impl Auth {
                 && snap.valid(&cred, now))
             .then_some(cred);
         }
-        let key = secret::hash_secret(&format!("{user}\0{password}"));
-        if let Some((cred, at)) = self.basic_cache.lock().expect("cache").get(&key).cloned()
-            && at.elapsed() < self.cfg.basic_cache
-            && snap.valid(&cred, now)
-        {
-            return Some(cred);
-        }
+        let key = Self::login_key(user, password);
         let found = snap.users.get(user).cloned();
         let permit = self.hash_permits.acquire().await.ok()?;
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || match &found {
-            Some(u) => password::verify_password(&u.password_hash, &pw).then(|| Cred::Password {
-                user: u.name.clone(),
-                generation: u.generation,
-            }),
-            None => {
-                password::burn_equivalent_work(&pw);
-                None
+        let floor = self.hash_floor;
+        let ok = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let ok = match &found {
+                Some(u) => {
+                    password::verify_password(&u.password_hash, &pw).then(|| Cred::Password {
+                        user: u.name.clone(),
+                        generation: u.generation,
+                    })
+                }
+                None => {
+                    password::burn_equivalent_work(&pw);
+                    None
+                }
+            };
+            // A failure never answers faster than an argon2 check: a cheaper stored hash
+            // (bcrypt from htpasswd) must not tell a known user from an unknown one.
+            if ok.is_none()
+                && let Some(rest) = floor.checked_sub(started.elapsed())
+            {
+                std::thread::sleep(rest);
             }
+            ok
         })
         .await
         .ok()

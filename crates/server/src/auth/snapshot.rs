@@ -294,3 +294,34 @@ impl Snapshot {
         self.actions_on(cred, repo).contains(action)
     }
 }
+
+/// Log what changed between two snapshots, whoever made the change (this server's admin API,
+/// another instance, or `stowage user`/`token` run on the store): the auth events of the log.
+pub fn log_changes(old: &Snapshot, new: &Snapshot) {
+    for (name, u) in &new.users {
+        match old.users.get(name) {
+            None => tracing::info!(user = %name, admin = u.rights.superuser, "auth: user added"),
+            Some(o) => {
+                if o.generation != u.generation {
+                    tracing::info!(user = %name, "auth: password changed");
+                }
+                if o.rights != u.rights {
+                    tracing::info!(user = %name, admin = u.rights.superuser, grants = ?u.rights.grants.iter().map(|g| g.to_string()).collect::<Vec<_>>(), "auth: rights changed");
+                }
+            }
+        }
+    }
+    for name in old.users.keys().filter(|n| !new.users.contains_key(*n)) {
+        tracing::info!(user = %name, "auth: user removed");
+    }
+    for (id, t) in &new.tokens {
+        if !old.tokens.contains_key(id) {
+            tracing::info!(token = %id, user = %t.user, "auth: token created");
+        }
+    }
+    for (id, t) in &old.tokens {
+        if !new.tokens.contains_key(id) {
+            tracing::info!(token = %id, user = %t.user, "auth: token revoked");
+        }
+    }
+}

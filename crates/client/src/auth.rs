@@ -201,8 +201,8 @@ impl Authenticator {
         }
         let (token, ttl) = self.fetch(&ch, &want).await?;
         let header = format!("Bearer {token}");
-        // Renew at 90% of the lifetime (at least 60 s is the spec's minimum lifetime).
-        let life = Duration::from_secs(ttl.max(60));
+        // Renew at 90% of the lifetime the server states (60 s when it states none).
+        let life = Duration::from_secs(if ttl == 0 { 60 } else { ttl });
         self.tokens.lock().expect("tokens").insert(
             key,
             Cached {
@@ -286,7 +286,7 @@ impl Authenticator {
         if let Some(rt) = v.get("refresh_token").and_then(|t| t.as_str()) {
             *self.refresh.lock().expect("refresh") = Some(rt.to_string());
         }
-        let ttl = v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(60);
+        let ttl = v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(0);
         Ok((token.to_string(), ttl))
     }
 
@@ -370,5 +370,114 @@ mod tests {
         ] {
             let _ = parse_challenges(&[junk]);
         }
+    }
+
+    /// A token server on a thread: answers every request with a fresh token that lives
+    /// `expires_in` seconds, and counts requests (and whether they carried credentials).
+    fn token_server(expires_in: u64) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                let Ok(mut conn) = conn else { break };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                s2.lock().unwrap().push(head);
+                let body = format!(r#"{{"token":"t{n}","expires_in":{expires_in}}}"#);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokens_are_cached_per_scope_and_renewed_before_expiry() {
+        let (addr, seen) = token_server(1);
+        let challenge = format!(r#"Bearer realm="http://{addr}/token",service="svc""#);
+        let cred = Credential {
+            username: "u".into(),
+            secret: "p".into(),
+        };
+        let a = Authenticator::new(reqwest::Client::new(), Some(cred));
+        let pull = vec!["repository:a/b:pull".to_string()];
+        let push = vec!["repository:a/b:pull,push".to_string()];
+        assert_eq!(a.cached(&pull), None, "nothing before the first challenge");
+        let h = a
+            .authorize(&[challenge.as_str()], &pull)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(h, "Bearer t0");
+        assert_eq!(
+            a.cached(&pull).as_deref(),
+            Some("Bearer t0"),
+            "cached for its scope"
+        );
+        assert_eq!(a.cached(&push), None, "not for another scope");
+        let h = a
+            .authorize(&[challenge.as_str()], &push)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(h, "Bearer t1");
+        // A 1 s token is renewed after 0.9 s, before it expires.
+        tokio::time::sleep(std::time::Duration::from_millis(950)).await;
+        assert_eq!(a.cached(&pull), None, "due for renewal");
+        let h = a
+            .authorize(&[challenge.as_str()], &pull)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(h, "Bearer t2");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen[0].contains("scope=repository%3Aa%2Fb%3Apull"),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[0]
+                .to_ascii_lowercase()
+                .contains("authorization: basic"),
+            "{}",
+            seen[0]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refresh_tokens_are_used_with_the_oauth2_post() {
+        let (addr, seen) = token_server(60);
+        let challenge = format!(r#"Bearer realm="http://{addr}/token",service="svc""#);
+        let cred = Credential {
+            username: crate::credentials::IDENTITY_TOKEN_USER.into(),
+            secret: "refresh-me".into(),
+        };
+        let a = Authenticator::new(reqwest::Client::new(), Some(cred));
+        a.authorize(&[challenge.as_str()], &["repository:x:pull".to_string()])
+            .await
+            .unwrap()
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        assert!(seen[0].starts_with("POST /token"), "{}", seen[0]);
+        assert!(
+            !seen[0].to_ascii_lowercase().contains("authorization"),
+            "{}",
+            seen[0]
+        );
     }
 }

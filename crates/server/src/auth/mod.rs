@@ -338,7 +338,15 @@ impl Auth {
         }
         let key = Self::login_key(user, password);
         let found = snap.users.get(user).cloned();
-        let permit = self.hash_permits.acquire().await.ok()?;
+        // A flood of logins waits for a hashing slot only so long: past it the caller is told
+        // to come back (the failure is counted like any other).
+        let permit = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.hash_permits.acquire(),
+        )
+        .await
+        .ok()?
+        .ok()?;
         let pw = password.to_string();
         let floor = self.hash_floor;
         let ok = tokio::task::spawn_blocking(move || {

@@ -106,6 +106,10 @@ pub struct Authenticator {
     tokens: Mutex<HashMap<String, Cached>>,
     /// A refresh token the token server handed out (or the stored identity token).
     refresh: Mutex<Option<String>>,
+    /// One token fetch per scope set at a time: requests refused together share its result.
+    fetching: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// The registry answered `/v2/` without asking for credentials: no need to ask again.
+    open: std::sync::atomic::AtomicBool,
 }
 
 fn basic(c: &Credential) -> String {
@@ -139,6 +143,8 @@ impl Authenticator {
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             refresh: Mutex::new(refresh),
+            fetching: Mutex::new(HashMap::new()),
+            open: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -173,6 +179,28 @@ impl Authenticator {
         www_authenticate: &[&str],
         scopes: &[String],
     ) -> Result<Option<String>, ClientError> {
+        self.authorize_after(www_authenticate, scopes, None).await
+    }
+
+    /// Whether the registry was seen to need no credentials.
+    pub fn known_open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Remember that the registry needs no credentials.
+    pub fn mark_open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Like [`Authenticator::authorize`], after the header `failed` was refused: when another
+    /// request fetched a different token for the same scopes meanwhile, that one is used
+    /// instead of fetching again.
+    pub async fn authorize_after(
+        &self,
+        www_authenticate: &[&str],
+        scopes: &[String],
+        failed: Option<&str>,
+    ) -> Result<Option<String>, ClientError> {
         let challenges = parse_challenges(www_authenticate);
         let ch = challenges
             .iter()
@@ -188,8 +216,21 @@ impl Authenticator {
                 .filter(|c| !c.is_identity_token())
                 .map(basic));
         }
-        // A challenge naming an error for the token we sent: drop it and fetch anew.
         let key = scopes.join(" ");
+        let gate = self
+            .fetching
+            .lock()
+            .expect("fetching")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = gate.lock().await;
+        if let Some(h) = self.cached(scopes)
+            && Some(h.as_str()) != failed
+        {
+            return Ok(Some(h));
+        }
+        // The token we sent was refused (or none was cached): fetch anew.
         self.tokens.lock().expect("tokens").remove(&key);
         let mut want: Vec<String> = scopes.to_vec();
         if let Some(s) = ch.param("scope") {

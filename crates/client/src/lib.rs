@@ -146,7 +146,7 @@ impl Client {
         }
         let req = reqwest::RequestBuilder::from_parts(http, built);
         let mut header = auth.cached(scope);
-        if header.is_none() && req.try_clone().is_none() {
+        if header.is_none() && req.try_clone().is_none() && !auth.known_open() {
             header = self.preflight(auth, scope).await?;
         }
         let spare = req.try_clone();
@@ -161,7 +161,10 @@ impl Client {
         let Some(spare) = spare else { return Ok(resp) };
         let values = www_authenticate(&resp);
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        match auth.authorize(&refs, scope).await? {
+        match auth
+            .authorize_after(&refs, scope, header.as_deref())
+            .await?
+        {
             Some(h) if Some(&h) != header.as_ref() => {
                 send_retrying(with(spare, &Some(h)), what).await
             }
@@ -186,6 +189,7 @@ impl Client {
     ) -> Result<Option<String>> {
         let r = send_retrying(self.http.get(format!("{}/v2/", self.base)), "ping").await?;
         if r.status() != 401 {
+            auth.mark_open();
             return Ok(None);
         }
         let values = www_authenticate(&r);

@@ -21,13 +21,14 @@ struct State {
     total: u64,
     finished: usize,
     last_draw: Option<Instant>,
+    /// When the first byte started moving (speed and ETA count from there).
+    first: Option<Instant>,
 }
 
 /// Progress on stderr.
 pub struct Reporter {
     quiet: bool,
     tty: bool,
-    started: Instant,
     state: Mutex<State>,
 }
 
@@ -45,7 +46,6 @@ impl Reporter {
         Reporter {
             quiet,
             tty: std::io::stderr().is_terminal(),
-            started: Instant::now(),
             state: Mutex::new(State {
                 sizes: HashMap::new(),
                 active: Vec::new(),
@@ -54,6 +54,7 @@ impl Reporter {
                 total: 0,
                 finished: 0,
                 last_draw: None,
+                first: None,
             }),
         }
     }
@@ -103,7 +104,10 @@ impl Reporter {
             return;
         }
         s.last_draw = Some(now);
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let secs = s
+            .first
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+            .max(0.001);
         let speed = s.done_bytes as f64 / secs;
         let eta = if speed > 0.0 && s.total > s.done_bytes {
             format!(" ETA {:.0}s", (s.total - s.done_bytes) as f64 / speed)
@@ -154,6 +158,7 @@ impl Progress for Reporter {
             s.total += size;
         }
         s.done_bytes += offset;
+        s.first.get_or_insert_with(Instant::now);
         s.active.retain(|(d, ..)| d != digest);
         s.active.push((digest.clone(), size, offset));
         self.draw(&mut s, true);
@@ -172,8 +177,14 @@ impl Progress for Reporter {
         let size = {
             let mut s = self.state.lock().expect("progress");
             s.finished += 1;
+            let moved = s.active.iter().find(|(d, ..)| d == digest).map(|a| a.2);
             s.active.retain(|(d, ..)| d != digest);
-            s.sizes.get(&digest.to_string()).copied()
+            let size = s.sizes.get(&digest.to_string()).copied();
+            // A blob that did not move (already there, mounted) counts as done in the total.
+            if moved.is_none() && how != "copied" {
+                s.done_bytes += size.unwrap_or(0);
+            }
+            size
         };
         let size = size.map(|n| format!(" ({})", mib(n))).unwrap_or_default();
         self.line(&format!("blob {}: {how}{size}", short(digest)));
@@ -181,5 +192,14 @@ impl Progress for Reporter {
 
     fn note(&self, text: &str) {
         self.line(text);
+    }
+
+    fn plan(&self, blobs: &[(Digest, u64)]) {
+        let mut s = self.state.lock().expect("progress");
+        for (d, size) in blobs {
+            if s.sizes.insert(d.to_string(), *size).is_none() {
+                s.total += size;
+            }
+        }
     }
 }

@@ -199,6 +199,8 @@ pub trait Progress: Send + Sync {
     fn done(&self, digest: &Digest, how: &str);
     /// A line for the user.
     fn note(&self, line: &str);
+    /// The blobs an image is about to move (before any starts), for a total known up front.
+    fn plan(&self, _blobs: &[(Digest, u64)]) {}
 }
 
 /// Progress that says nothing.
@@ -422,6 +424,8 @@ async fn copy_image(
     progress: Arc<dyn Progress>,
 ) -> Result<(), String> {
     let blobs = manifest_blobs(&m.bytes)?;
+    let planned: Vec<(Digest, u64)> = blobs.iter().map(|d| (d.digest.clone(), d.size)).collect();
+    progress.plan(&planned);
     futures_util::stream::iter(blobs.into_iter().map(|d| {
         let progress = progress.clone();
         async move { copy_blob(src, dst, &d, progress).await }

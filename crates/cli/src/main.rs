@@ -29,6 +29,7 @@ macro_rules! outln {
 mod accounts_cmd;
 mod client_cmd;
 mod inspect_cmd;
+mod net;
 mod progress;
 mod remote;
 

@@ -353,6 +353,14 @@ pub async fn unpack(
     dir: &str,
     platform: &Option<String>,
 ) -> Result<(), String> {
+    let target = PathBuf::from(dir);
+    // A root filesystem is written whole into an empty (or new) directory, never mixed into
+    // an existing tree; on failure nothing half-written is left behind.
+    if std::fs::read_dir(&target).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(format!(
+            "{dir} is not empty: unpack writes a complete root filesystem into an empty or new directory"
+        ));
+    }
     let src = location(reference)?;
     let from = net.end(&src, false).await?;
     let from = &from.end;
@@ -393,6 +401,9 @@ pub async fn unpack(
     }
     .await;
     let _ = std::fs::remove_dir_all(&work);
+    if result.is_err() && target.exists() {
+        let _ = std::fs::remove_dir_all(&target);
+    }
     result
 }
 

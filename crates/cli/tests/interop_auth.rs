@@ -767,6 +767,60 @@ fn ungrant_shrinks_token(env: &Env, c: &mut dyn Client) {
     );
 }
 
+/// An access token created with `--expires` works until then and is refused after.
+fn expired_token_fails(env: &Env, c: &mut dyn Client) {
+    env.seed("team/app:v1");
+    let out = env.cli(&[
+        "token",
+        "create",
+        "--user",
+        DEV.0,
+        "--scope",
+        "repository:team/**:pull",
+        "--expires",
+        "4s",
+    ]);
+    let secret = out
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let created = Instant::now();
+    let creds = format!("{}:{secret}", DEV.0);
+    let access = env.with(&creds);
+    let reference = env.reference("team/app:v1");
+    // Made on the store while the server runs: usable once the server has reloaded (≤ 1 s).
+    let mut ok = false;
+    while created.elapsed() < Duration::from_secs(3) {
+        if c.pull(&reference, access).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "the new token never worked before it expired");
+    let refused = loop {
+        match c.pull(&reference, access) {
+            Err(out) => break out,
+            Ok(_) if created.elapsed() > Duration::from_secs(12) => {
+                panic!(
+                    "an expired token still pulls {:?} after it was created",
+                    created.elapsed()
+                )
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    };
+    let took = created.elapsed();
+    expect_refused(Err::<(), _>(refused), "pull with an expired token");
+    assert!(
+        took >= Duration::from_secs(3),
+        "refused after {took:?}, before it expired"
+    );
+}
+
 fn run_scenario(kind: Kind, scenario: fn(&Env, &mut dyn Client)) {
     let env = Env::start();
     let mut c = client(kind, &env);
@@ -804,6 +858,7 @@ per_client!(
     anonymous_pulls_public_only,
     revoked_token_fails,
     ungrant_shrinks_token,
+    expired_token_fails,
 );
 
 // ---------------------------------------------------------------------------------------------

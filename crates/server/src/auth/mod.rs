@@ -89,6 +89,8 @@ pub struct Auth {
     /// (with the snapshot revision they were verified under). Saves an ECDSA verification per
     /// request; expiry and the credential are still checked every time.
     pub(crate) verified: Mutex<VerifiedJwts>,
+    /// When a reload was last forced by an unknown credential.
+    forced_reload: Mutex<Option<Instant>>,
     /// Token ids used since the last flush, with when.
     touched: Mutex<HashMap<String, i64>>,
     /// The htpasswd file's (mtime, length) when last read, and its users.
@@ -131,6 +133,7 @@ impl Auth {
             .map_err(|e| e.to_string())?,
             limiter: Limiter::new(cfg.login_failures, cfg.login_window),
             verified: Mutex::new((-1, HashMap::new())),
+            forced_reload: Mutex::new(None),
             touched: Mutex::new(HashMap::new()),
             htpasswd: Mutex::new((None, Vec::new())),
         });
@@ -327,6 +330,12 @@ impl Auth {
         let now = now();
         // An access token: a fast hash suffices, the secret has 256 random bits.
         if let Some(id) = secret::split_access_token(password) {
+            // Made a moment ago (on the store, or by another instance)? Look once more, now.
+            let snap = if !snap.tokens.contains_key(id) && self.reload_now().await {
+                self.snapshot()
+            } else {
+                snap
+            };
             let t = snap.tokens.get(id)?;
             let cred = Cred::Token {
                 id: t.id.clone(),
@@ -337,7 +346,10 @@ impl Auth {
             .then_some(cred);
         }
         let key = Self::login_key(user, password);
-        let found = snap.users.get(user).cloned();
+        let mut found = snap.users.get(user).cloned();
+        if found.is_none() && self.reload_now().await {
+            found = self.snapshot().users.get(user).cloned();
+        }
         // A flood of logins waits for a hashing slot only so long: past it the caller is told
         // to come back (the failure is counted like any other).
         let permit = tokio::time::timeout(
@@ -384,6 +396,20 @@ impl Auth {
             cache.insert(key, (cred.clone(), Instant::now()));
         }
         ok
+    }
+
+    /// Reload at once (at most four times a second, whatever asks): a credential created a
+    /// moment ago works on first use instead of failing (and counting as a failed login) until
+    /// the next poll. True when a reload ran.
+    async fn reload_now(&self) -> bool {
+        {
+            let mut last = self.forced_reload.lock().expect("forced reload");
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(250)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        self.reload(false).await.is_ok()
     }
 
     /// Note that a token was used (flushed to the store in the background).

@@ -821,6 +821,42 @@ fn expired_token_fails(env: &Env, c: &mut dyn Client) {
     );
 }
 
+/// Wrong passwords from one address for one user run into the login limit: the client then
+/// sees 429 TOOMANYREQUESTS, even with the right password, while another user is unaffected.
+fn failed_logins_are_limited(env: &Env, c: &mut dyn Client) {
+    env.seed("team/app:v1");
+    let reference = env.reference("team/app:v1");
+    let wrong = format!("{}:not-the-password", DEV.0);
+    let mut limited = None;
+    for _ in 0..12 {
+        let e = match c.pull(&reference, env.with(&wrong)) {
+            Ok(_) => panic!("a wrong password pulled"),
+            Err(out) => out,
+        };
+        let text = format!("{}\n{}", e.stdout, e.stderr).to_lowercase();
+        if text.contains("429") || text.contains("too many") || text.contains("toomanyrequests") {
+            limited = Some(e);
+            break;
+        }
+    }
+    let limited = limited.expect("no 429 after a dozen wrong passwords (the limit is 10)");
+    let right = format!("{}:{}", DEV.0, DEV.1);
+    let e = c
+        .pull(&reference, env.with(&right))
+        .expect_err("the right password while limited");
+    let text = format!("{}\n{}", e.stdout, e.stderr).to_lowercase();
+    assert!(
+        text.contains("429") || text.contains("too many") || text.contains("toomanyrequests"),
+        "{}\n(first limited answer: {})",
+        e.describe("the right password during the lockout"),
+        final_error(&limited)
+    );
+    expect_ok(
+        c.pull(&reference, env.with(&env.admin_creds)),
+        "another user pulls",
+    );
+}
+
 fn run_scenario(kind: Kind, scenario: fn(&Env, &mut dyn Client)) {
     let env = Env::start();
     let mut c = client(kind, &env);
@@ -859,6 +895,7 @@ per_client!(
     revoked_token_fails,
     ungrant_shrinks_token,
     expired_token_fails,
+    failed_logins_are_limited,
 );
 
 // ---------------------------------------------------------------------------------------------

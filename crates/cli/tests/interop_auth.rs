@@ -898,6 +898,50 @@ per_client!(
     failed_logins_are_limited,
 );
 
+/// `podman search HOST/` lists the catalog over verified HTTPS: a user sees only what it may
+/// pull (its `team/**`, not `other/**`), the administrator sees everything.
+#[test]
+fn catalog_filtering_seen_through_podman_search() {
+    let env = Env::start();
+    for repo in ["team/app:v1", "team/lib:v1", "other/secret:v1"] {
+        env.seed(repo);
+    }
+    env.cli(&["user", "grant", DEV.0, "registry:catalog:*"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let search = |user: &str, password: &str| -> String {
+        let p = stowage_testkit::podman::Podman::new();
+        let login = p.try_login(&env.server.addr, &env.trust, user, password);
+        assert!(login.success(), "{}", login.describe("podman login"));
+        // `podman search` has no --cert-dir: it reads the system's certs.d for the host
+        // (a directory of this test's own port, removed afterwards).
+        let certs = Path::new("/etc/containers/certs.d").join(&env.server.addr);
+        std::fs::create_dir_all(&certs).expect("certs.d (the interop tests run as root)");
+        std::fs::copy(env.server.ca_cert(), certs.join("ca.crt")).unwrap();
+        let out = stowage_testkit::tools::run(
+            p.cmd()
+                .args(["search", "--tls-verify=true"])
+                .arg(format!("{}/", env.server.addr)),
+        );
+        let _ = std::fs::remove_dir_all(&certs);
+        assert!(out.success(), "{}", out.describe("podman search"));
+        out.stdout
+    };
+    let dev = search(DEV.0, DEV.1);
+    assert!(
+        dev.contains("team/app") && dev.contains("team/lib"),
+        "{dev}"
+    );
+    assert!(
+        !dev.contains("other/secret"),
+        "a hidden repository is listed:\n{dev}"
+    );
+    let admin = search(ADMIN.0, ADMIN.1);
+    assert!(
+        admin.contains("other/secret") && admin.contains("team/app"),
+        "{admin}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Certificate replaced under a connected HTTP/2 client
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 //! `stowage user ...` and `stowage token ...`: account management, either directly on a store
 //! (`--data DIR` or `--config FILE`; this is how the first administrator is made, and a running
 //! server picks the change up within its reload interval) or through a running server's admin
-//! API (`--server URL`, authenticated with `--username` and a password from `--password-stdin`,
-//! `STOWAGE_PASSWORD`, or the credentials `docker login`/`podman login` stored for that host).
+//! API (`--server URL`, authenticated with `--username` and a password from `--password-stdin`
+//! or `STOWAGE_PASSWORD`, or the login `stowage login`, docker or podman stored for that host).
 //!
 //! Output is meant for scripts too: `token create` prints the secret alone on its last line,
 //! `token list` and `user list` print one entry per line, its id or name first.
@@ -32,7 +32,12 @@ pub struct Target {
     /// User name for --server (default: the stored login for that host).
     #[arg(long, global = true)]
     pub username: Option<String>,
-    /// Read the password for --server from the first line of standard input.
+    /// Read passwords from standard input, one line each, in the order they are needed: with
+    /// --server and --username, the caller's password first; then, for `user add` and `user
+    /// passwd`, the new password.
+    #[arg(long, global = true)]
+    pub password_stdin: bool,
+    /// Read only the --server password from standard input (the new password is prompted for).
     #[arg(long = "server-password-stdin", global = true)]
     pub server_password_stdin: bool,
     /// Trust this CA certificate (PEM) for --server.
@@ -54,18 +59,11 @@ pub enum UserCommand {
         /// A right to give, e.g. 'team/**:pull,push' or 'registry:catalog:*' (repeatable).
         #[arg(long = "grant")]
         grants: Vec<String>,
-        /// Read the new password from standard input instead of prompting.
-        #[arg(long)]
-        password_stdin: bool,
     },
     /// List users: name, admin or -, grants.
     List,
     /// Change a user's password (its JWTs and refresh tokens stop working).
-    Passwd {
-        name: String,
-        #[arg(long)]
-        password_stdin: bool,
-    },
+    Passwd { name: String },
     /// Remove a user with its tokens.
     Remove { name: String },
     /// Give a user rights (grants such as 'team/**:pull,push'); --admin makes it an administrator.
@@ -254,9 +252,8 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
             name,
             admin,
             grants,
-            password_stdin,
         } => {
-            let pw = read_password(password_stdin, &format!("Password for {name}: "))?;
+            let pw = read_password(t.password_stdin, &format!("Password for {name}: "))?;
             let u = match &b {
                 Backend::Store(a) => a.add_user(&name, &pw, admin, &grants).await.map_err(e)?,
                 Backend::Server(r) => {
@@ -276,11 +273,8 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
             };
             print_users(&users);
         }
-        UserCommand::Passwd {
-            name,
-            password_stdin,
-        } => {
-            let pw = read_password(password_stdin, &format!("New password for {name}: "))?;
+        UserCommand::Passwd { name } => {
+            let pw = read_password(t.password_stdin, &format!("New password for {name}: "))?;
             match &b {
                 Backend::Store(a) => a.set_password(&name, &pw).await.map_err(e)?,
                 Backend::Server(r) => {
@@ -438,7 +432,7 @@ pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
 
 /// Read the caller's password for --server (first stdin line when asked to).
 pub fn server_password(t: &Target) -> Result<Option<String>, String> {
-    if t.server_password_stdin {
+    if t.server_password_stdin || (t.password_stdin && t.username.is_some()) {
         return read_password(true, "").map(Some);
     }
     Ok(std::env::var("STOWAGE_PASSWORD")

@@ -110,7 +110,7 @@ impl Remote {
         };
         if auth.is_none() {
             return Err(format!(
-                "no credentials for {host}: give --username with --server-password-stdin (or STOWAGE_PASSWORD), or `stowage login {host}` first"
+                "no credentials for {host}: give --username with --password-stdin (or STOWAGE_PASSWORD), or `stowage login {host}` first"
             ));
         }
         Ok(Remote { base, http, auth })

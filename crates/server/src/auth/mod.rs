@@ -68,6 +68,9 @@ pub fn now() -> i64 {
 /// The htpasswd file's (mtime, length) when last read, and its (user, hash) entries.
 type HtpasswdState = (Option<(SystemTime, u64)>, Vec<(String, String)>);
 
+/// A password check in flight, whose outcome identical concurrent logins share.
+type Flight = Arc<tokio::sync::OnceCell<Result<Cred, LoginError>>>;
+
 /// Verified JWTs: the snapshot revision they were checked under, and SHA-256 -> claims.
 pub(crate) type VerifiedJwts = (i64, HashMap<[u8; 32], Arc<stowage_auth::jwt::Claims>>);
 
@@ -89,6 +92,9 @@ pub struct Auth {
     /// (with the snapshot revision they were verified under). Saves an ECDSA verification per
     /// request; expiry and the credential are still checked every time.
     pub(crate) verified: Mutex<VerifiedJwts>,
+    /// Password checks in flight, by (address, user, password) digest, shared by identical
+    /// concurrent logins.
+    inflight: Mutex<HashMap<[u8; 32], Flight>>,
     /// When a reload was last forced by an unknown credential.
     forced_reload: Mutex<Option<Instant>>,
     /// Token ids used since the last flush, with when.
@@ -133,6 +139,7 @@ impl Auth {
             .map_err(|e| e.to_string())?,
             limiter: Limiter::new(cfg.login_failures, cfg.login_window),
             verified: Mutex::new((-1, HashMap::new())),
+            inflight: Mutex::new(HashMap::new()),
             forced_reload: Mutex::new(None),
             touched: Mutex::new(HashMap::new()),
             htpasswd: Mutex::new((None, Vec::new())),
@@ -289,7 +296,30 @@ impl Auth {
             self.touch(&cred);
             return Ok(cred);
         }
-        // Counted before the work, so attempts sent at once cannot all pass the limit.
+        // The same credentials from the same address already being checked (a client opening
+        // many connections at once with Basic): wait for that check instead of another.
+        let key = secret::hash_secret(&format!("{ip}\0{user}\0{password}"));
+        let flight = self
+            .inflight
+            .lock()
+            .expect("inflight")
+            .entry(key)
+            .or_default()
+            .clone();
+        let result = flight
+            .get_or_init(|| self.login_once(ip, user, password))
+            .await
+            .clone();
+        let mut inflight = self.inflight.lock().expect("inflight");
+        if inflight.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            inflight.remove(&key);
+        }
+        result
+    }
+
+    /// One password check, counted by the limiter before the work, so distinct attempts sent at
+    /// once cannot all pass the limit.
+    async fn login_once(&self, ip: IpAddr, user: &str, password: &str) -> Result<Cred, LoginError> {
         if let Some(wait) = self.limiter.begin(ip, user) {
             tracing::warn!(user, %ip, "auth: login refused, too many failures");
             return Err(LoginError::Limited(wait));

@@ -13,8 +13,8 @@ use stowage_oci::Digest;
 
 struct State {
     sizes: HashMap<String, u64>,
-    /// Blobs in flight, in start order: (digest, size, bytes so far).
-    active: Vec<(Digest, u64, u64)>,
+    /// Blobs in flight, in start order: (digest, size, bytes so far, bytes at start, start).
+    active: Vec<(Digest, u64, u64, u64, Instant)>,
     /// Status lines currently on screen (to move back over).
     drawn: usize,
     done_bytes: u64,
@@ -116,13 +116,20 @@ impl Reporter {
         };
         let mut out = Self::erase(s.drawn);
         let mut lines = 0;
-        for (d, size, done) in s.active.iter().take(8) {
+        for (d, size, done, from, started) in s.active.iter().take(8) {
+            let rate = (done - from) as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let eta = if rate > 0.0 && size > done {
+                format!(" ETA {:.0}s", (size - done) as f64 / rate)
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "{} [{}] {} / {}\n",
+                "{} [{}] {} / {} {}/s{eta}\n",
                 short(d),
                 Self::bar(*done, *size, 20),
                 mib(*done),
-                mib(*size)
+                mib(*size),
+                mib(rate as u64)
             ));
             lines += 1;
         }
@@ -160,7 +167,8 @@ impl Progress for Reporter {
         s.done_bytes += offset;
         s.first.get_or_insert_with(Instant::now);
         s.active.retain(|(d, ..)| d != digest);
-        s.active.push((digest.clone(), size, offset));
+        s.active
+            .push((digest.clone(), size, offset, offset, Instant::now()));
         self.draw(&mut s, true);
     }
 

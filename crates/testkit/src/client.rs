@@ -11,10 +11,10 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::tools::Output;
 
@@ -105,55 +105,7 @@ pub fn last_line(out: &Output) -> String {
 
 /// Run `cmd` with [`CLI_TIMEOUT`], writing `stdin` (or closing it), whatever its exit status.
 pub fn run_cmd(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    let command = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        let text = text.to_string();
-        // A writer thread, so a command that never reads stdin cannot block the test.
-        std::thread::spawn(move || {
-            let _ = input.write_all(text.as_bytes());
-        });
-    }
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > CLI_TIMEOUT {
-            let _ = child.kill();
-            let s = child.wait().expect("wait after kill");
-            let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-            panic!("timed out after {CLI_TIMEOUT:?} ({s}): {command}\n--- stderr ---\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
-        command,
-    }
+    crate::tools::run_with_input(cmd, stdin, CLI_TIMEOUT)
 }
 
 /// `stowage user add NAME [--admin] [--grant G]... --password-stdin --data DATA`, on a store

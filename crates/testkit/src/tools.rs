@@ -78,13 +78,31 @@ fn tail(s: &str) -> &str {
 
 /// Run `cmd` to completion (stdin closed) within `timeout`; never panics on a non-zero exit.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    run_with_input(cmd, None, timeout)
+}
+
+/// Run `cmd` to completion within `timeout`, writing `stdin` to it (or closing its stdin);
+/// never panics on a non-zero exit.
+pub fn run_with_input(cmd: &mut Command, stdin: Option<&str>, timeout: Duration) -> Output {
     let command = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        let text = text.to_string();
+        // A writer thread, so a command that never reads stdin cannot block the caller.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = input.write_all(text.as_bytes());
+        });
+    }
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_t = std::thread::spawn(move || {

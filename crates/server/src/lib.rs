@@ -340,6 +340,12 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
     let mut state = app_state(&config, registry)?;
     if config.auth.enabled {
         let auth = Auth::open(&config.auth, auth_store).await?;
+        if auth.snapshot().users.is_empty() {
+            tracing::warn!(
+                data_dir = %config.data_dir().display(),
+                "authentication is on but no user exists: only public repositories can be pulled; create an administrator with `stowage user add NAME --admin --data DIR`"
+            );
+        }
         auth.spawn_background();
         state.auth = Some(auth);
     }

@@ -323,13 +323,30 @@ fn metrics_endpoint(state: &AppState, peer: Option<SocketAddr>) -> Response<Body
 }
 
 /// Wait for SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, draining"),
-        _ = int.recv() => tracing::info!("SIGINT received, draining"),
+/// SIGTERM and SIGINT handlers, installed before the server says it is ready: a signal sent
+/// right after the listening line must drain, not kill, the process.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<ShutdownSignals, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?,
+        })
+    }
+
+    /// Wait for SIGTERM or SIGINT.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received, draining"),
+            _ = self.int.recv() => tracing::info!("SIGINT received, draining"),
+        }
     }
 }
 
@@ -387,6 +404,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
     let https = acceptor.is_some();
     let app = router(state);
     let handle = tokio::spawn(listener::serve_connections(listener, acceptor, app, rx));
+    let signals = ShutdownSignals::install()?;
     on_ready(&Ready {
         addr: local,
         https,
@@ -394,7 +412,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
         ca_cert,
         auth: config.auth.enabled,
     });
-    shutdown_signal().await;
+    signals.recv().await;
     let _ = tx.send(true);
     match tokio::time::timeout(config.drain_timeout, handle).await {
         Ok(Ok(Ok(()))) => tracing::info!("all requests finished; exiting"),

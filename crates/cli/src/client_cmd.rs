@@ -364,13 +364,7 @@ pub async fn unpack(
     let src = location(reference)?;
     let from = net.end(&src, false).await?;
     let from = &from.end;
-    let work = std::env::temp_dir().join(format!(
-        "stowage-unpack-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
+    let work = crate::net::scratch_dir();
     let result = async {
         let layout = Layout::create(&work).map_err(|e| e.to_string())?;
         let to = End::Layout {

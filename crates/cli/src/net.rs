@@ -189,7 +189,7 @@ impl Net {
 }
 
 /// A scratch directory for archive work, removed by `Opened`'s drop.
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!(
         "stowage-{}-{}",
         std::process::id(),

@@ -2,32 +2,16 @@
 //! caller's credentials: `--username` plus a password from stdin or `STOWAGE_PASSWORD`, or
 //! else the login docker or podman stored for that host.
 
-use base64::Engine;
 use serde::de::DeserializeOwned;
 
+use stowage_client::auth::{basic_header as basic, escape};
 use stowage_client::credentials::CredentialFiles;
 
 use crate::accounts_cmd::{Target, server_password};
 
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
 /// Trade a stored refresh token for a JWT at the server's token endpoint.
 async fn redeem(http: &reqwest::Client, base: &str, refresh: &str) -> Result<String, String> {
-    let enc: String = refresh
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let enc = escape(refresh);
     let resp = http
         .post(format!("{base}/auth/token"))
         .header("Content-Type", "application/x-www-form-urlencoded")

@@ -113,13 +113,19 @@ pub struct Authenticator {
 }
 
 fn basic(c: &Credential) -> String {
+    basic_header(&c.username, &c.secret)
+}
+
+/// An HTTP Basic `Authorization` value.
+pub fn basic_header(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.secret))
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
 }
 
-fn escape(v: &str) -> String {
+/// Percent-encode a query or form value.
+pub fn escape(v: &str) -> String {
     v.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

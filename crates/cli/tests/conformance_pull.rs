@@ -166,6 +166,37 @@ async fn manifest_missing_is_404() {
     r.expect_error_any(404, &["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]);
 }
 
+/// A reference that is neither a valid tag nor a valid digest names a manifest that cannot exist:
+/// GET and HEAD answer 404 `MANIFEST_UNKNOWN`, as the spec's released conformance suite (its
+/// `.INVALID_MANIFEST_NAME` probe) and distribution do; a PUT under such a tag stays 400
+/// `TAG_INVALID` and stores nothing.
+#[tokio::test]
+async fn manifest_reference_that_cannot_exist_is_404() {
+    let reg = Reg::start();
+    let image = reg.push_image("pull/inv", "present").await;
+    for reference in [".INVALID_MANIFEST_NAME", "-dash", "sha256:notadigest"] {
+        reg.get_manifest("pull/inv", reference)
+            .await
+            .expect_error(404, "MANIFEST_UNKNOWN");
+        reg.head_manifest("pull/inv", reference)
+            .await
+            .expect_status(404);
+    }
+    let r = reg
+        .put_manifest(
+            "pull/inv",
+            ".INVALID_MANIFEST_NAME",
+            OCI_MANIFEST,
+            &image.manifest,
+        )
+        .await;
+    r.expect_error(400, "TAG_INVALID");
+    let tags = reg.get("/v2/pull/inv/tags/list").await;
+    tags.expect_status(200);
+    let listed: serde_json::Value = serde_json::from_slice(&tags.body).expect("tags JSON");
+    assert_eq!(listed["tags"], serde_json::json!(["present"]), "{tags}");
+}
+
 /// Spec: a manifest pushed under a Docker media type is served with that media type; issue:
 /// "Docker schema 2 manifest and manifest list ... stored and served byte-exact" and
 /// "manifest `Content-Type` as pushed".

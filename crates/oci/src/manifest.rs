@@ -53,6 +53,14 @@ struct Raw {
     annotations: Option<BTreeMap<String, String>>,
 }
 
+/// Just `schemaVersion`; every other field is skipped unread.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaProbe {
+    #[serde(default)]
+    schema_version: Option<i64>,
+}
+
 /// Whether a manifest is an image manifest or an index of manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -114,10 +122,9 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
         return Err(ManifestError::Schema1);
     }
     let raw: Raw = serde_json::from_slice(body).map_err(|e| {
-        // A schema-1 body fails typed parsing in odd ways; recognise it first.
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-            && v.get("schemaVersion").and_then(|s| s.as_i64()) == Some(1)
-        {
+        // A schema-1 body fails typed parsing in odd ways; recognise it first. The probe reads
+        // `schemaVersion` alone and skips everything else without building a tree.
+        if serde_json::from_slice::<SchemaProbe>(body).is_ok_and(|p| p.schema_version == Some(1)) {
             return ManifestError::Schema1;
         }
         ManifestError::Json(e.to_string())

@@ -29,6 +29,45 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::ManifestInvalid, message)
 }
 
+/// Descriptors whose targets are looked up in one metadata read.
+const REFERENCE_BATCH: usize = 512;
+
+/// Check that every descriptor's target is stored in the repository with the stated size,
+/// looking them up in batches so a manifest naming tens of thousands of missing targets fails
+/// at the first batch instead of building lookups for all of them.
+async fn check_present<F, Fut, E>(
+    descriptors: &[&Descriptor],
+    lookup: F,
+    unknown: &'static str,
+    noun: &str,
+) -> Result<()>
+where
+    F: Fn(Vec<Digest>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Vec<(Digest, u64)>, E>>,
+    Error: From<E>,
+{
+    for batch in descriptors.chunks(REFERENCE_BATCH) {
+        let wanted: Vec<Digest> = batch.iter().map(|d| d.digest.clone()).collect();
+        let found: BTreeMap<Digest, u64> = lookup(wanted).await?.into_iter().collect();
+        for d in batch {
+            match found.get(&d.digest) {
+                None => {
+                    return Err(Error::new(ErrorCode::ManifestBlobUnknown, unknown)
+                        .detail(serde_json::json!({ "digest": d.digest.to_string() })));
+                }
+                Some(&size) if size != d.size => {
+                    return Err(invalid(format!(
+                        "descriptor for {} states size {} but the {noun} has {size} bytes",
+                        d.digest, d.size
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Handle `PUT /v2/<name>/manifests/<reference>[?tag=...]`.
     pub async fn manifest_put(
@@ -117,31 +156,14 @@ impl Registry {
                         self.check_urls(d)?;
                     }
                 }
-                let wanted: Vec<Digest> = need.iter().map(|d| d.digest.clone()).collect();
-                let found: BTreeMap<Digest, u64> = self
-                    .meta
-                    .blobs_in_repo(repo.as_str(), &wanted)
-                    .await?
-                    .into_iter()
-                    .collect();
-                for d in need {
-                    match found.get(&d.digest) {
-                        None => {
-                            return Err(Error::new(
-                                ErrorCode::ManifestBlobUnknown,
-                                "manifest references a blob unknown to this repository",
-                            )
-                            .detail(serde_json::json!({ "digest": d.digest.to_string() })));
-                        }
-                        Some(&size) if size != d.size => {
-                            return Err(invalid(format!(
-                                "descriptor for {} states size {} but the blob has {size} bytes",
-                                d.digest, d.size
-                            )));
-                        }
-                        Some(_) => {}
-                    }
-                }
+                let repo_name = repo.as_str();
+                check_present(
+                    &need,
+                    |wanted| async move { self.meta.blobs_in_repo(repo_name, &wanted).await },
+                    "manifest references a blob unknown to this repository",
+                    "blob",
+                )
+                .await?;
                 Ok(parsed
                     .config
                     .iter()
@@ -153,30 +175,17 @@ impl Registry {
                 let children: Vec<Digest> =
                     parsed.manifests.iter().map(|d| d.digest.clone()).collect();
                 if self.settings.index_children_must_exist {
-                    let found: BTreeMap<Digest, u64> = self
-                        .meta
-                        .manifests_in_repo(repo.as_str(), &children)
-                        .await?
-                        .into_iter()
-                        .collect();
-                    for d in &parsed.manifests {
-                        match found.get(&d.digest) {
-                            None => {
-                                return Err(Error::new(
-                                    ErrorCode::ManifestBlobUnknown,
-                                    "index references a manifest unknown to this repository",
-                                )
-                                .detail(serde_json::json!({ "digest": d.digest.to_string() })));
-                            }
-                            Some(&size) if size != d.size => {
-                                return Err(invalid(format!(
-                                    "descriptor for {} states size {} but the manifest has {size} bytes",
-                                    d.digest, d.size
-                                )));
-                            }
-                            Some(_) => {}
-                        }
-                    }
+                    let repo_name = repo.as_str();
+                    let listed: Vec<&Descriptor> = parsed.manifests.iter().collect();
+                    check_present(
+                        &listed,
+                        |wanted| async move {
+                            self.meta.manifests_in_repo(repo_name, &wanted).await
+                        },
+                        "index references a manifest unknown to this repository",
+                        "manifest",
+                    )
+                    .await?;
                 }
                 Ok(children)
             }

@@ -26,7 +26,9 @@ fn routing(c: &mut Criterion) {
     ];
     let mut g = c.benchmark_group("route");
     for (name, path) in &paths {
-        g.bench_function(*name, |b| b.iter(|| parse(black_box(path)).unwrap()));
+        g.bench_function(*name, |b| {
+            b.iter(|| parse(&axum::http::Method::GET, black_box(path)).unwrap())
+        });
     }
     g.finish();
     c.bench_function("query with three tags", |b| {

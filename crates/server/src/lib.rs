@@ -22,6 +22,7 @@ mod config_security;
 pub mod error;
 mod handlers;
 pub mod listener;
+mod memory;
 pub mod metrics;
 pub mod routes;
 pub mod tls;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub auth: Option<Arc<Auth>>,
     /// Send Strict-Transport-Security on HTTPS responses.
     hsts: bool,
+    /// Bounds the manifest bodies buffered and parsed at once (see `handlers::manifests`).
+    manifest_budget: Arc<handlers::ManifestBudget>,
 }
 
 /// What the server tells its starter once it accepts connections.
@@ -153,6 +156,7 @@ pub fn app_state(config: &Config, registry: Registry) -> Result<AppState, String
         metrics_allow: Arc::new(config.metrics_allow()?),
         auth: None,
         hsts: config.tls.hsts,
+        manifest_budget: Arc::new(handlers::ManifestBudget::new(config.manifests.max_size)),
     })
 }
 
@@ -240,7 +244,7 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
             },
         ),
         "/metrics" => ("/metrics", metrics_endpoint(&state, peer)),
-        _ => match routes::parse(&path) {
+        _ => match routes::parse(&method, &path) {
             Err(e) => ("invalid", error::render(&e, head)),
             Ok(None) => (
                 "unknown",

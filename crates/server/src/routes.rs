@@ -5,6 +5,7 @@
 //! say which endpoint it is. Tags, digests and upload ids never contain `/`, so this split is
 //! unambiguous even for names like `a/blobs/b`. Validation errors carry their OCI code.
 
+use axum::http::Method;
 use stowage_oci::reference::ReferenceError;
 use stowage_oci::{Digest, ErrorCode, Reference, RepoName};
 use stowage_registry::Error;
@@ -73,7 +74,12 @@ pub fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Parse a path under `/v2`. `Ok(None)` means "not a registry endpoint" (404).
-pub fn parse(path: &str) -> Result<Option<Endpoint>, Error> {
+///
+/// The method matters in one place: a GET or HEAD of a manifest reference that is neither a
+/// valid tag nor a valid digest names something that cannot exist, so it is `MANIFEST_UNKNOWN`
+/// (404), as the spec's conformance suite and distribution answer; writing or deleting one is
+/// still `TAG_INVALID` / `DIGEST_INVALID` (400).
+pub fn parse(method: &Method, path: &str) -> Result<Option<Endpoint>, Error> {
     let Some(rest) = path.strip_prefix("/v2") else {
         return Ok(None);
     };
@@ -102,6 +108,13 @@ pub fn parse(path: &str) -> Result<Option<Endpoint>, Error> {
         .ok_or_else(|| Error::new(ErrorCode::NameInvalid, "invalid percent-encoding in path"))?;
     if let Some(n) = head.strip_suffix("/manifests") {
         let n = name(n)?;
+        if matches!(*method, Method::GET | Method::HEAD) && Reference::parse(&last).is_err() {
+            return Err(Error::new(
+                ErrorCode::ManifestUnknown,
+                "manifest unknown: the reference is neither a valid tag nor a valid digest",
+            )
+            .status(404));
+        }
         let r = Reference::parse(&last).map_err(|e| match e {
             ReferenceError::Digest(d) => Error::new(ErrorCode::DigestInvalid, d.to_string()),
             ReferenceError::Tag => Error::new(
@@ -145,6 +158,10 @@ mod tests {
     use super::*;
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn parse(path: &str) -> Result<Option<Endpoint>, Error> {
+        super::parse(&Method::PUT, path)
+    }
 
     #[test]
     fn endpoints() {
@@ -223,6 +240,33 @@ mod tests {
         );
         assert_eq!(
             parse("/v2/../etc/tags/list").unwrap_err().code,
+            ErrorCode::NameInvalid
+        );
+    }
+
+    #[test]
+    fn impossible_manifest_references_are_unknown_to_reads() {
+        for m in [Method::GET, Method::HEAD] {
+            for path in [
+                "/v2/a/manifests/.INVALID_MANIFEST_NAME",
+                "/v2/a/manifests/sha256:totallywrong",
+            ] {
+                let e = super::parse(&m, path).unwrap_err();
+                assert_eq!(e.code, ErrorCode::ManifestUnknown, "{m} {path}");
+                assert_eq!(e.http_status(), 404, "{m} {path}");
+            }
+        }
+        assert_eq!(
+            super::parse(&Method::DELETE, "/v2/a/manifests/-bad")
+                .unwrap_err()
+                .code,
+            ErrorCode::TagInvalid
+        );
+        // A bad repository name is still a bad name, whatever the method.
+        assert_eq!(
+            super::parse(&Method::GET, "/v2/A/manifests/.x")
+                .unwrap_err()
+                .code,
             ErrorCode::NameInvalid
         );
     }

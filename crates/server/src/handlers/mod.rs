@@ -19,6 +19,7 @@ use stowage_oci::ErrorCode;
 use stowage_registry::{BodyError, Error, Result};
 use stowage_storage::ByteStream;
 
+pub(crate) use self::manifests::ManifestBudget;
 use crate::AppState;
 use crate::auth::decide::Principal;
 use crate::routes::Endpoint;
@@ -169,10 +170,13 @@ pub(crate) fn body_stream(state: &AppState, body: Body, limit: Option<u64>) -> B
     ))
 }
 
-/// Read a whole (small) body into memory under `limit`.
+/// Read a whole (small) body into memory under `limit`. The buffer is sized from the declared
+/// length up front (never past `limit`), so a large body is one allocation instead of a chain
+/// of doublings that leaves freed fragments behind.
 pub(crate) async fn read_body(state: &AppState, body: Body, limit: u64) -> Result<Vec<u8>> {
+    let declared = axum::body::HttpBody::size_hint(&body).exact().unwrap_or(0);
     let mut s = body_stream(state, body, Some(limit));
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(declared.min(limit.saturating_add(1)) as usize);
     while let Some(chunk) = s.next().await {
         let chunk = chunk.map_err(|e| Error::from(stowage_storage::StorageError::Body(e)))?;
         out.extend_from_slice(&chunk);

@@ -423,16 +423,27 @@ fn docker_login_with_password_pushes_and_logout_forgets() {
     };
     let before = home_config();
     env.login(&docker, DEV.0, DEV.1);
-    // Stored in the private config.json, as base64 `user:password` (no credential helper),
-    // and nowhere near ~/.docker.
-    let auth = docker.cli_config()["auths"][env.addr()]["auth"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    // Stored in the private config.json. At login docker asks the token endpoint for an
+    // offline token and stowage hands out a refresh token: docker keeps that (`identitytoken`,
+    // with `auth` = base64 `dev:`) instead of the password, and the push below redeems it
+    // (`grant_type=refresh_token`).
+    let cfg = docker.cli_config();
+    let entry = &cfg["auths"][env.addr()];
     let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth)
+        .decode(entry["auth"].as_str().unwrap_or(""))
         .expect("base64");
-    assert_eq!(decoded, format!("{}:{}", DEV.0, DEV.1).as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&decoded),
+        format!("{}:", DEV.0),
+        "{cfg}"
+    );
+    assert!(
+        entry["identitytoken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "no identity token: {cfg}"
+    );
+    assert!(!cfg.to_string().contains(DEV.1), "password on disk: {cfg}");
     assert_eq!(
         home_config(),
         before,
@@ -502,6 +513,13 @@ fn docker_pull_only_token_is_refused_on_push() {
         &out,
         &["denied", "unauthorized", "authentication required"],
         &docker,
+    );
+    // Refused at once: a denied blob upload must not look retryable to docker (it used to
+    // retry four times with back-off, 50 seconds, before giving up).
+    assert!(
+        !out.stdout.contains("Retrying in"),
+        "{}",
+        out.describe("docker retried a denied upload")
     );
     env.logout(&docker);
 

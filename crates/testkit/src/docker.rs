@@ -484,11 +484,9 @@ impl CertsD {
     /// Write the PEM text `pem` as `/etc/docker/certs.d/ADDR/ca.crt`.
     pub fn install_pem(addr: &str, pem: &str) -> CertsD {
         let dir = Path::new(Self::ROOT).join(addr);
-        assert!(
-            !dir.exists(),
-            "{} already exists: left by another run?",
-            dir.display()
-        );
+        // The address is a live registry's, so a directory already there was left by a run that
+        // was killed before its drop ran: stale.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {} (needs root): {e}", dir.display()));
         let c = CertsD { dir };

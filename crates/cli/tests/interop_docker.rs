@@ -18,8 +18,14 @@
 //! that it verified the certificate. The same holds for the CLI's own `docker manifest inspect`.
 //! Verified HTTPS is covered by the skopeo, podman and ctr tests (`interop_auth.rs`).
 //!
-//! The plain-HTTP scenarios honour `STOWAGE_INTEROP_TARGET=distribution`. A missing `dockerd`
-//! or `docker` fails the tests: CI installs them.
+//! Seen along the way: at login docker asks for an offline token, so it stores stowage's
+//! refresh token (`identitytoken`), not the password, and redeems it on each push; and a 403
+//! DENIED must carry a detail, or docker retries a refused blob upload for 50 seconds (both are
+//! asserted).
+//!
+//! The plain-HTTP scenarios honour `STOWAGE_INTEROP_TARGET=distribution`; `STOWAGE_DOCKER_CLI`
+//! picks another docker CLI (by default the one of dockerd's release). A missing `dockerd` or
+//! `docker` fails the tests: CI installs them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -658,6 +664,13 @@ fn docker_does_not_verify_loopback_registries() {
         docker.log_tail()
     );
     let digest = stowage_testkit::docker::pushed_digest(&out.stdout).expect("digest");
+    // The CLI's own registry client (no --insecure) does not verify either.
+    let out = docker.try_manifest_inspect(&reference, false, &[]);
+    assert!(
+        out.success(),
+        "{}\nthe docker CLI now refuses a wrong CA for a loopback registry: update the caveat",
+        out.describe("manifest inspect with a wrong CA in certs.d")
+    );
     assert_served(
         &fetch_manifest(
             &server.url,

@@ -419,8 +419,9 @@ pub fn pushed_digest(stdout: &str) -> Option<String> {
 }
 
 /// Write a small root filesystem tarball for `docker import` at `path`: a few files, a
-/// directory and a symlink, with `label` in `/etc/motd` so each test's image is its own.
-pub fn write_rootfs_tarball(path: &Path, label: &str) {
+/// directory and a symlink, with `label` in `/etc/motd` so each test's image is its own, plus
+/// `payload` incompressible bytes in `/data/payload.bin` when it is not zero.
+pub fn write_rootfs_tarball(path: &Path, label: &str, payload: usize) {
     let file = std::fs::File::create(path).expect("tarball");
     let mut tar = tar::Builder::new(file);
     let mut add = |name: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
@@ -460,6 +461,17 @@ pub fn write_rootfs_tarball(path: &Path, label: &str) {
         b"#!/bin/sh\necho hello\n",
         None,
     );
+    if payload > 0 {
+        add("data/", tar::EntryType::Directory, 0o755, b"", None);
+        let bytes = crate::image::pseudo_random(label, payload);
+        add(
+            "data/payload.bin",
+            tar::EntryType::Regular,
+            0o644,
+            &bytes,
+            None,
+        );
+    }
     tar.into_inner().expect("finish tarball");
 }
 

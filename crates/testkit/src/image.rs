@@ -406,7 +406,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 /// Incompressible but reproducible bytes (xorshift64*, seeded from the digest of `seed`).
-fn pseudo_random(seed: &str, len: usize) -> Vec<u8> {
+pub(crate) fn pseudo_random(seed: &str, len: usize) -> Vec<u8> {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
     let mut s = u64::from_le_bytes(d.as_ref()[..8].try_into().expect("8 bytes")) | 1;
     let mut out = Vec::with_capacity(len + 8);

@@ -3,13 +3,15 @@
 //! Owns: starting a real `stowage` server process on a free loopback port (`server`), the
 //! reference registry for comparison (`distribution`) and the choice between them (`target`);
 //! building small but real container images and OCI layouts (`image`); and driving real
-//! clients (`skopeo`, `podman`, `containerd`, via `tools` and the tiny `http` client), with
-//! `tls` making them trust an HTTPS registry's CA; and running stowage's own client commands
-//! with isolated credentials (`client`). It must never be a dependency of production code.
+//! clients (`skopeo`, `podman`, `containerd`, a private `docker` engine, via `tools` and the
+//! tiny `http` client), with `tls` making them trust an HTTPS registry's CA; and running
+//! stowage's own client commands with isolated credentials (`client`). It must never be a
+//! dependency of production code.
 
 pub mod client;
 pub mod containerd;
 pub mod distribution;
+pub mod docker;
 pub mod http;
 pub mod image;
 pub mod podman;

@@ -4,8 +4,9 @@
 //!
 //! The answers follow the token spec: no credential, or a JWT that a new token could widen,
 //! gets 401 with a Bearer challenge naming the scope; a credential whose owner lacks the right
-//! gets 403 DENIED. Both are decided before the repository is looked at, so a caller without
-//! pull rights gets the same answer for a private repository and a missing one.
+//! gets 403 DENIED, whose detail names the access as the 401's does. Both are decided before
+//! the repository is looked at, so a caller without pull rights gets the same answer for a
+//! private repository and a missing one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,19 @@ impl Need {
             },
             Endpoint::UploadStart(n) => on(n, Action::Push),
             Endpoint::Upload(n, id) => Need::Upload(n.clone(), id.clone()),
+        }
+    }
+
+    /// The error detail naming the access needed, in the shape of distribution's
+    /// (`[{"Type":"repository","Name":..,"Action":..}]`); null when no repository is involved.
+    fn detail(&self) -> serde_json::Value {
+        match self {
+            Need::Repo(n, _) | Need::Upload(n, _) => serde_json::json!([{
+                "Type": "repository",
+                "Name": n.as_str(),
+                "Action": self.scope().unwrap_or_default().rsplit(':').next().unwrap_or_default(),
+            }]),
+            _ => serde_json::Value::Null,
         }
     }
 
@@ -211,16 +225,8 @@ impl Auth {
         if let Some(e) = error {
             value.push_str(&format!(",error=\"{e}\""));
         }
-        let detail = match need {
-            Need::Repo(n, _) | Need::Upload(n, _) => serde_json::json!([{
-                "Type": "repository",
-                "Name": n.as_str(),
-                "Action": need.scope().unwrap_or_default().rsplit(':').next().unwrap_or_default(),
-            }]),
-            _ => serde_json::Value::Null,
-        };
         Error::new(ErrorCode::Unauthorized, "authentication required")
-            .detail(detail)
+            .detail(need.detail())
             .header("WWW-Authenticate", value)
     }
 
@@ -299,10 +305,15 @@ impl Auth {
         if p.jwt.is_some() && p.unbounded().allows(need) {
             return Err(self.challenge(parts, peer, secure, need, Some("insufficient_scope")));
         }
+        // The detail names the access that was refused. It also keeps docker from retrying:
+        // its client turns an error with the code's stock message and a null detail into a
+        // bare code, which its retry filter does not recognise, so a denied blob upload was
+        // retried four times with back-off (50 s) before docker gave up.
         Err(Error::new(
             ErrorCode::Denied,
             "requested access to the resource is denied",
-        ))
+        )
+        .detail(need.detail()))
     }
 }
 

@@ -139,12 +139,15 @@ pub fn merge_grants(current: &[String], add: &[String], remove: &[String]) -> Re
     Ok(list.iter().map(Grant::to_string).collect())
 }
 
-/// Token scopes: grants, plus `admin` (the token may use its user's administration rights).
-fn canonical_scopes(list: &[String]) -> Result<Vec<String>> {
+/// Token scopes: grants, plus `admin` (also written `registry:admin:*`: the token may use the
+/// admin API, within its other scopes).
+pub fn canonical_scopes(list: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for s in list {
-        if s == "admin" {
-            out.push(s.clone());
+        if crate::auth::snapshot::is_admin_scope(s) {
+            if !out.iter().any(|o| o == "admin") {
+                out.push("admin".to_string());
+            }
         } else {
             out.extend(canonical_grants(std::slice::from_ref(s))?);
         }

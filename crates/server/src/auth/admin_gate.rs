@@ -206,3 +206,59 @@ fn lacks_admin_scope() -> Error {
         "this credential does not hold registry:admin:* (use the password, or an access token created with the scope admin)",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn parts(method: Method, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder().method(method).uri("/admin/v1/users");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn media_types_ignore_case_and_parameters() {
+        assert_eq!(media_type("application/json"), "application/json");
+        assert_eq!(
+            media_type(" Application/JSON ; charset=utf-8"),
+            "application/json"
+        );
+        assert_eq!(media_type("text/plain;x=application/json"), "text/plain");
+        assert_eq!(media_type(""), "");
+    }
+
+    #[test]
+    fn which_requests_carry_a_body() {
+        for m in [Method::POST, Method::PUT, Method::PATCH] {
+            assert!(has_body(&parts(m.clone(), &[])), "{m}");
+        }
+        assert!(!has_body(&parts(Method::GET, &[])));
+        assert!(!has_body(&parts(
+            Method::DELETE,
+            &[("content-length", "0")]
+        )));
+        assert!(has_body(&parts(Method::DELETE, &[("content-length", "3")])));
+        assert!(has_body(&parts(
+            Method::GET,
+            &[("transfer-encoding", "chunked")]
+        )));
+    }
+
+    #[test]
+    fn origins_compare_without_case_or_default_ports() {
+        use crate::auth::normalize_origin;
+        assert_eq!(
+            normalize_origin("HTTPS://Registry.Example.com:443"),
+            "https://registry.example.com"
+        );
+        assert_eq!(normalize_origin("http://h:80"), "http://h");
+        assert_eq!(normalize_origin("http://h:8080"), "http://h:8080");
+        assert_eq!(normalize_origin("https://h:4430"), "https://h:4430");
+        assert_eq!(normalize_origin("https://h:80"), "https://h:80");
+        assert_eq!(normalize_origin("null"), "null");
+    }
+}

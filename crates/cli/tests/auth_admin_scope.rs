@@ -507,4 +507,16 @@ async fn token_derived_credentials_cannot_mint_broader_tokens() {
     )
     .await
     .expect_status(201);
+    // An absurd lifetime is refused as invalid, not a crash.
+    for expires_in in [u64::MAX, i64::MAX as u64] {
+        call(
+            &reg,
+            &Who::admin(),
+            Method::POST,
+            "/admin/v1/tokens",
+            Some(json!({"scopes": ["repository:x/**:pull"], "expires_in": expires_in})),
+        )
+        .await
+        .expect_error(400, "NAME_INVALID");
+    }
 }

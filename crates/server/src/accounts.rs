@@ -351,8 +351,17 @@ impl Accounts {
     ) -> Result<NewToken> {
         let scopes = canonical_scopes(scopes)?;
         self.user(user).await?;
-        let fresh = secret::new_access_token();
         let created = now();
+        let expires = match expires_in {
+            None => None,
+            Some(d) => Some(
+                i64::try_from(d.as_secs())
+                    .ok()
+                    .and_then(|s| created.checked_add(s))
+                    .ok_or_else(|| AccountError::Invalid("expiry too far in the future".into()))?,
+            ),
+        };
+        let fresh = secret::new_access_token();
         let record = TokenRecord {
             id: fresh.id.clone(),
             user: user.to_string(),
@@ -360,7 +369,7 @@ impl Accounts {
             hash: fresh.hash.to_vec(),
             scopes,
             created,
-            expires: expires_in.map(|d| created + d.as_secs() as i64),
+            expires,
             last_used: None,
         };
         if !self.store.create_token(&record).await.map_err(store_err)? {

@@ -2,8 +2,9 @@
 //!
 //! This module owns the token format: minting (`Signer`), checking (`Verifier`) and publishing
 //! the keys (`jwks`). The algorithm is pinned: a header naming anything but `ES256` is refused,
-//! keys are only ever the configured ones (`jwk`, `jku`, `x5u`, `x5c` headers are ignored), the
-//! signature is checked before any claim is looked at, and size limits apply before decoding.
+//! keys are only ever the configured ones (a header carrying its own key or a pointer to one,
+//! `jwk`, `jku`, `x5u` or `x5c`, is refused), the signature is checked before any claim is
+//! looked at, the issuer and audience must be ours, and size limits apply before decoding.
 //! It must not decide what a token grants beyond carrying `access`, nor read keys from disk.
 
 use aws_lc_rs::signature::{
@@ -60,12 +61,19 @@ pub enum JwtError {
     /// The header names an algorithm other than ES256 (or none), or demands extensions (`crit`).
     #[error("token algorithm not accepted (only ES256)")]
     Algorithm,
+    /// The header carries a key or points at one (`jwk`, `jku`, `x5u`, `x5c`): only the
+    /// configured keys verify, so such a token is a forgery attempt or another issuer's.
+    #[error("token header carries its own key (jwk, jku, x5u or x5c)")]
+    EmbeddedKey,
     /// No `kid`, or one that names no configured key.
     #[error("token signed by an unknown key")]
     UnknownKey,
     /// The signature is not 64 bytes or does not verify.
     #[error("token signature invalid")]
     Signature,
+    /// `iss` is not the issuer this registry signs as.
+    #[error("token issuer mismatch")]
+    Issuer,
     /// `aud` is not this registry.
     #[error("token audience mismatch")]
     Audience,
@@ -81,13 +89,35 @@ pub enum JwtError {
     Key(String),
 }
 
-/// The header fields we read; everything else (`typ`, `jwk`, `jku`, `x5u`, `x5c`, …) is ignored.
-/// Duplicate fields are a deserialization error, so no parser-differential on `alg` or `kid`.
+/// The header fields we read. `crit` and the key-carrying fields count as present whatever
+/// their value (even `null`); everything else (`typ`, …) is ignored. Duplicate fields are a
+/// deserialization error, so no parser-differential on `alg` or `kid`.
 #[derive(Deserialize)]
 struct Header {
     alg: Option<String>,
     kid: Option<String>,
-    crit: Option<serde::de::IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
+}
+
+impl Header {
+    /// Whether the header brings a key of its own, or a place to fetch one from.
+    fn carries_key(&self) -> bool {
+        self.jwk || self.jku || self.x5u || self.x5c
+    }
+}
+
+/// A header field that is there, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// The header we write, in this field order.
@@ -241,12 +271,14 @@ impl Verifier {
         self.keys.iter().map(|(k, _)| k.as_str())
     }
 
-    /// Verify `token` for `audience` at time `now` (seconds), allowing `leeway` seconds of clock
-    /// skew on `nbf` and `exp`. Order: size, shape, header policy, key, signature, then claims
-    /// (audience, not-before, expiry).
+    /// Verify `token`, minted by `issuer` for `audience`, at time `now` (seconds), allowing
+    /// `leeway` seconds of clock skew on `nbf` and `exp`. Order: size, shape, header policy
+    /// (algorithm, `crit`, embedded keys), key, signature, then claims (issuer, audience,
+    /// not-before, expiry).
     pub fn verify(
         &self,
         token: &str,
+        issuer: &str,
         audience: &str,
         now: i64,
         leeway: i64,
@@ -264,8 +296,11 @@ impl Verifier {
         let header_json = b64url_decode(header_b64).ok_or(JwtError::Malformed)?;
         let header: Header =
             serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
-        if header.alg.as_deref() != Some(ALG) || header.crit.is_some() {
+        if header.alg.as_deref() != Some(ALG) || header.crit {
             return Err(JwtError::Algorithm);
+        }
+        if header.carries_key() {
+            return Err(JwtError::EmbeddedKey);
         }
         let kid = header.kid.ok_or(JwtError::UnknownKey)?;
         let key = self
@@ -286,6 +321,9 @@ impl Verifier {
         let payload = b64url_decode(payload_b64).ok_or(JwtError::Malformed)?;
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
         let leeway = leeway.max(0);
+        if claims.iss != issuer {
+            return Err(JwtError::Issuer);
+        }
         if claims.aud != audience {
             return Err(JwtError::Audience);
         }

@@ -75,20 +75,45 @@ fn only_configured_keys_count() {
         Err(JwtError::Signature)
     );
 
-    // An embedded key (jwk/jku/x5c) is never used.
+    // A header carrying a key or a pointer to one is refused, whoever signed it: by the
+    // embedded key, or even by ours.
     let other_jwk = jwks(&[(f.kid.clone(), other.public_key())])["keys"][0].clone();
-    let header = json!({
+    let all = json!({
         "alg": "ES256", "kid": f.kid, "jwk": other_jwk,
         "jku": "https://evil.example/jwks", "x5u": "https://evil.example/c", "x5c": ["AAAA"],
-    })
-    .to_string();
-    let t = sign_raw(&other_pkcs8, &header, &payload_json());
-    assert_eq!(verify(&f, &t), Err(JwtError::Signature));
-    let t = sign_raw(&f.pkcs8, &header, &payload_json());
+    });
+    let mut headers = vec![all.to_string()];
+    for (field, value) in [
+        ("jwk", other_jwk.clone()),
+        ("jku", json!("https://evil.example/jwks")),
+        ("x5u", json!("https://evil.example/cert.pem")),
+        ("x5c", json!(["MIIB"])),
+        ("jwk", json!(null)),
+        ("x5c", json!([])),
+    ] {
+        let mut h = json!({"alg": "ES256", "typ": "JWT", "kid": f.kid});
+        h[field] = value;
+        headers.push(h.to_string());
+    }
+    for header in &headers {
+        for key in [&other_pkcs8, &f.pkcs8] {
+            let t = sign_raw(key, header, &payload_json());
+            assert_eq!(verify(&f, &t), Err(JwtError::EmbeddedKey), "{header}");
+        }
+    }
+    // Other unknown header fields stay harmless.
+    let t = sign_raw(
+        &f.pkcs8,
+        &json!({"alg": "ES256", "typ": "JWT", "kid": f.kid, "cty": "x", "foo": 1}).to_string(),
+        &payload_json(),
+    );
+    assert_eq!(verify(&f, &t), Ok(claims()));
+    let crit_null = json!({"alg": "ES256", "kid": f.kid, "crit": null}).to_string();
+    let t = sign_raw(&f.pkcs8, &crit_null, &payload_json());
     assert_eq!(
         verify(&f, &t),
-        Ok(claims()),
-        "ignored headers do not hurt either"
+        Err(JwtError::Algorithm),
+        "crit counts even when null"
     );
 
     let no_kid = sign_raw(&f.pkcs8, r#"{"alg":"ES256"}"#, &payload_json());
@@ -98,7 +123,7 @@ fn only_configured_keys_count() {
 #[test]
 fn claims_shape_and_defaults() {
     let f = fixture();
-    let minimal = r#"{"iss":"i","sub":"s","aud":"registry.example","exp":1700000300,
+    let minimal = r#"{"iss":"stowage","sub":"s","aud":"registry.example","exp":1700000300,
         "nbf":0,"iat":0,"jti":"j"}"#;
     let t = sign_raw(
         &f.pkcs8,

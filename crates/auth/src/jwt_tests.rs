@@ -7,6 +7,7 @@ use super::*;
 use crate::scope::{Action, Actions, Resource};
 
 pub(super) const AUD: &str = "registry.example";
+pub(super) const ISS: &str = "stowage";
 pub(super) const NOW: i64 = 1_700_000_000;
 
 pub(super) struct Fixture {
@@ -30,7 +31,7 @@ pub(super) fn fixture() -> Fixture {
 
 pub(super) fn claims() -> Claims {
     Claims {
-        iss: "stowage".into(),
+        iss: ISS.into(),
         sub: "alice".into(),
         aud: AUD.into(),
         exp: NOW + 300,
@@ -58,7 +59,7 @@ pub(super) fn payload_json() -> String {
 }
 
 pub(super) fn verify(f: &Fixture, token: &str) -> Result<Claims, JwtError> {
-    f.verifier.verify(token, AUD, NOW, 0)
+    f.verifier.verify(token, ISS, AUD, NOW, 0)
 }
 
 #[test]
@@ -149,20 +150,24 @@ fn claim_validity() {
     let f = fixture();
     let token = f.signer.sign(&claims());
     assert_eq!(
-        f.verifier.verify(&token, "other", NOW, 0),
+        f.verifier.verify(&token, ISS, "other", NOW, 0),
         Err(JwtError::Audience)
+    );
+    assert_eq!(
+        f.verifier.verify(&token, "other", AUD, NOW, 0),
+        Err(JwtError::Issuer)
     );
 
     // Expiry carries the verified claims.
     let exp = NOW + 300;
     assert_eq!(
-        f.verifier.verify(&token, AUD, exp, 0),
+        f.verifier.verify(&token, ISS, AUD, exp, 0),
         Err(JwtError::Expired(Box::new(claims())))
     );
-    assert!(f.verifier.verify(&token, AUD, exp - 1, 0).is_ok());
-    assert!(f.verifier.verify(&token, AUD, exp + 29, 30).is_ok());
+    assert!(f.verifier.verify(&token, ISS, AUD, exp - 1, 0).is_ok());
+    assert!(f.verifier.verify(&token, ISS, AUD, exp + 29, 30).is_ok());
     assert!(matches!(
-        f.verifier.verify(&token, AUD, exp + 30, 30),
+        f.verifier.verify(&token, ISS, AUD, exp + 30, 30),
         Err(JwtError::Expired(_))
     ));
 
@@ -170,9 +175,9 @@ fn claim_validity() {
     early.nbf = NOW + 60;
     let token = f.signer.sign(&early);
     assert_eq!(verify(&f, &token), Err(JwtError::NotYetValid));
-    assert!(f.verifier.verify(&token, AUD, NOW, 60).is_ok());
+    assert!(f.verifier.verify(&token, ISS, AUD, NOW, 60).is_ok());
     assert_eq!(
-        f.verifier.verify(&token, AUD, NOW, -1000),
+        f.verifier.verify(&token, ISS, AUD, NOW, -1000),
         Err(JwtError::NotYetValid),
         "negative leeway counts as zero"
     );
@@ -181,7 +186,7 @@ fn claim_validity() {
     extreme.exp = i64::MAX;
     extreme.nbf = i64::MIN;
     let token = f.signer.sign(&extreme);
-    assert!(f.verifier.verify(&token, AUD, NOW, i64::MAX).is_ok());
+    assert!(f.verifier.verify(&token, ISS, AUD, NOW, i64::MAX).is_ok());
 }
 
 #[test]
@@ -195,7 +200,7 @@ fn key_rotation_accepts_each_configured_key() {
     .unwrap();
     for f in [&a, &b] {
         let token = f.signer.sign(&claims());
-        assert_eq!(both.verify(&token, AUD, NOW, 0), Ok(claims()));
+        assert_eq!(both.verify(&token, ISS, AUD, NOW, 0), Ok(claims()));
     }
 }
 
@@ -224,7 +229,7 @@ fn verifier_and_signer_reject_bad_keys() {
         let lenient = Verifier::new(keys);
         assert_eq!(lenient.kids().count(), 0);
         assert_eq!(
-            lenient.verify(&token, AUD, NOW, 0),
+            lenient.verify(&token, ISS, AUD, NOW, 0),
             Err(JwtError::UnknownKey)
         );
     }
@@ -237,7 +242,7 @@ fn verifier_and_signer_reject_bad_keys() {
     ));
     let first_wins = Verifier::new(dup);
     assert_eq!(first_wins.kids().collect::<Vec<_>>(), [f.kid.as_str()]);
-    assert_eq!(first_wins.verify(&token, AUD, NOW, 0), Ok(claims()));
+    assert_eq!(first_wins.verify(&token, ISS, AUD, NOW, 0), Ok(claims()));
     assert!(matches!(
         Signer::from_pkcs8("k", b"junk"),
         Err(JwtError::Key(_))
@@ -266,4 +271,35 @@ fn jwks_shape() {
     assert_eq!(k["kid"], f.kid.as_str());
     assert_eq!(b64url_decode(k["x"].as_str().unwrap()).unwrap().len(), 32);
     assert_eq!(b64url_decode(k["y"].as_str().unwrap()).unwrap().len(), 32);
+}
+
+#[test]
+fn issuer_must_be_ours() {
+    let f = fixture();
+    for iss in ["", "evil", "Stowage", "stowage ", "registry.example"] {
+        let mut c = claims();
+        c.iss = iss.into();
+        assert_eq!(
+            verify(&f, &f.signer.sign(&c)),
+            Err(JwtError::Issuer),
+            "iss {iss:?}"
+        );
+    }
+    // A missing or non-string `iss` is not a token of ours at all.
+    let header = format!(r#"{{"alg":"ES256","kid":"{}"}}"#, f.kid);
+    let mut payload = serde_json::to_value(claims()).unwrap();
+    payload.as_object_mut().unwrap().remove("iss");
+    let t = sign_raw(&f.pkcs8, &header, &payload.to_string());
+    assert_eq!(verify(&f, &t), Err(JwtError::Malformed));
+    payload["iss"] = serde_json::json!(null);
+    let t = sign_raw(&f.pkcs8, &header, &payload.to_string());
+    assert_eq!(verify(&f, &t), Err(JwtError::Malformed));
+    // The issuer is checked even when the token has expired (nothing is waived on it).
+    let mut c = claims();
+    c.iss = "evil".into();
+    assert_eq!(
+        f.verifier
+            .verify(&f.signer.sign(&c), ISS, AUD, NOW + 10_000, 0),
+        Err(JwtError::Issuer)
+    );
 }

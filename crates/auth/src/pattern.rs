@@ -127,6 +127,37 @@ impl RepoPattern {
         !self.source.contains('*')
     }
 
+    /// Whether every name `other` matches, this glob matches too. Conservative: a `true` is
+    /// always right, and the answer is exact for literal names and for globs whose wildcards
+    /// line up with this one's (`team/**` covers `team/app/*`, `team/*` does not cover
+    /// `team/**`). Runs in O(len(self) × len(other)).
+    pub fn covers(&self, other: &RepoPattern) -> bool {
+        let (a, b) = (&self.tokens, &other.tokens);
+        // can[i][j]: a[i..] covers b[j..]; filled from the ends backwards.
+        let mut can = vec![vec![false; b.len() + 1]; a.len() + 1];
+        can[a.len()][b.len()] = true;
+        for i in (0..a.len()).rev() {
+            for j in (0..=b.len()).rev() {
+                let next = b.get(j);
+                can[i][j] = match a[i] {
+                    Token::Literal(c) => next == Some(&Token::Literal(c)) && can[i + 1][j + 1],
+                    // A star stands for nothing, or swallows the next piece of `other` when
+                    // that can only produce characters other than `/`.
+                    Token::Star => {
+                        let swallows = match next {
+                            Some(Token::Star) => true,
+                            Some(Token::Literal(l)) => *l != b'/',
+                            _ => false,
+                        };
+                        can[i + 1][j] || (swallows && can[i][j + 1])
+                    }
+                    Token::DoubleStar => can[i + 1][j] || (next.is_some() && can[i][j + 1]),
+                };
+            }
+        }
+        can[0][0]
+    }
+
     /// Whether `repo` matches the glob. Simulates the glob as an NFA over token positions, so
     /// the cost is O(len(glob) × len(repo)) with no backtracking.
     pub fn matches(&self, repo: &str) -> bool {
@@ -314,12 +345,31 @@ impl Rights {
         self.superuser || self.grants.iter().any(|g| g.target == GrantTarget::Catalog)
     }
 
-    /// The actions held on a resource; for the catalog, all or nothing.
+    /// The actions held on a resource; for the catalog, all or nothing. The admin API is not
+    /// a grant (it depends on the credential, not on stored rights): never held here.
     pub fn actions_on_resource(&self, resource: &Resource) -> Actions {
         match resource {
             Resource::Repository(name) => self.actions_on(name),
             Resource::Catalog if self.catalog() => Actions::ALL,
-            Resource::Catalog => Actions::NONE,
+            Resource::Catalog | Resource::Admin => Actions::NONE,
+        }
+    }
+
+    /// Whether these rights hold everything `grant` gives: each of its actions (with `admin`
+    /// expanded) on every repository its glob matches, or the catalog. Glob containment is
+    /// decided conservatively ([`RepoPattern::covers`]), so a `true` is always right.
+    pub fn covers(&self, grant: &Grant) -> bool {
+        if self.superuser {
+            return true;
+        }
+        match &grant.target {
+            GrantTarget::Catalog => self.catalog(),
+            GrantTarget::Repositories(wanted) => grant.actions.expand().iter().all(|a| {
+                self.grants.iter().any(|g| {
+                    matches!(&g.target, GrantTarget::Repositories(p) if p.covers(wanted))
+                        && g.actions.expand().contains(a)
+                })
+            }),
         }
     }
 }
@@ -337,8 +387,8 @@ pub struct Access {
 }
 
 impl Access {
-    /// The access entry for `actions` on `resource`; for the catalog the entry is always
-    /// `registry:catalog` with `["*"]` (the catalog is all-or-nothing).
+    /// The access entry for `actions` on `resource`; for the catalog and the admin API the
+    /// entry is always `registry:catalog` / `registry:admin` with `["*"]` (all-or-nothing).
     pub fn new(resource: &Resource, actions: Actions) -> Access {
         match resource {
             Resource::Repository(name) => Access {
@@ -351,7 +401,17 @@ impl Access {
                 name: "catalog".to_string(),
                 actions: vec!["*".to_string()],
             },
+            Resource::Admin => Access {
+                kind: "registry".to_string(),
+                name: "admin".to_string(),
+                actions: vec!["*".to_string()],
+            },
         }
+    }
+
+    /// Whether the entry is `registry:admin:*`, the admin API.
+    pub fn is_admin(&self) -> bool {
+        self.resource() == Some(Resource::Admin) && self.actions.iter().any(|a| a == "*")
     }
 
     /// The actions granted, with `admin` expanded; unknown names are ignored and `*` means all.
@@ -373,6 +433,7 @@ impl Access {
                 Some(Resource::Repository(name.to_string()))
             }
             ("registry", "catalog") => Some(Resource::Catalog),
+            ("registry", "admin") => Some(Resource::Admin),
             _ => None,
         }
     }

@@ -299,3 +299,116 @@ fn access_accessors_and_json() {
     };
     assert_eq!(odd.resource(), None);
 }
+
+#[test]
+fn admin_access_entries() {
+    let a = Access::new(&Resource::Admin, Actions::ALL);
+    assert_eq!((a.kind.as_str(), a.name.as_str()), ("registry", "admin"));
+    assert_eq!(a.actions, ["*"]);
+    assert!(a.is_admin());
+    assert_eq!(a.resource(), Some(Resource::Admin));
+    let empty = Access {
+        actions: vec![],
+        ..a.clone()
+    };
+    assert!(
+        !empty.is_admin(),
+        "an entry granting nothing is no admin access"
+    );
+    assert!(!Access::new(&Resource::Catalog, Actions::ALL).is_admin());
+    assert!(!Access::new(&repo("registry/admin"), Actions::ALL).is_admin());
+    // Stored rights never hold the admin API, not even a superuser's: it is the credential's.
+    assert_eq!(
+        Rights::superuser().actions_on_resource(&Resource::Admin),
+        Actions::NONE
+    );
+}
+
+#[test]
+fn pattern_covers() {
+    let yes = [
+        ("team/**", "team/app"),
+        ("team/**", "team/app/*"),
+        ("team/**", "team/**"),
+        ("team/**", "team/*"),
+        ("team/**", "team/a*b/**"),
+        ("team/*", "team/app"),
+        ("team/*", "team/a*"),
+        ("team/*", "team/*-x"),
+        ("**", "a/b/c"),
+        ("**", "**"),
+        ("t*m/app", "team/app"),
+        ("team/app", "team/app"),
+        ("*/app", "x*/app"),
+    ];
+    for (big, small) in yes {
+        assert!(pat(big).covers(&pat(small)), "{big} covers {small}");
+    }
+    let no = [
+        ("team/*", "team/**"),
+        ("team/*", "team/a/b"),
+        ("team/app", "team/*"),
+        ("team/**", "teams/x"),
+        ("team/**", "**"),
+        ("team/*", "*/app"),
+        ("a*", "a/b"),
+        ("team/app", "team/app2"),
+        ("team/app2", "team/app"),
+    ];
+    for (big, small) in no {
+        assert!(
+            !pat(big).covers(&pat(small)),
+            "{big} does not cover {small}"
+        );
+    }
+    // Whatever `covers` says yes to, `matches` agrees with on sample names.
+    for name in [
+        "team/app",
+        "team/a/b",
+        "teams/x",
+        "a/b",
+        "team/app2",
+        "x/app",
+    ] {
+        for (big, small) in yes {
+            if pat(small).matches(name) {
+                assert!(pat(big).matches(name), "{big} ⊇ {small} but not on {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn rights_cover_grants() {
+    let held = Rights {
+        superuser: false,
+        grants: vec![
+            Grant::parse("team/**:pull").unwrap(),
+            Grant::parse("team/app:push").unwrap(),
+            Grant::parse("ops/*:admin").unwrap(),
+        ],
+    };
+    let g = |s: &str| Grant::parse(s).unwrap();
+    assert!(held.covers(&g("team/x/y:pull")));
+    assert!(
+        held.covers(&g("team/app:pull,push")),
+        "actions from two grants"
+    );
+    assert!(!held.covers(&g("team/other:push")));
+    assert!(!held.covers(&g("team/**:pull,push")));
+    assert!(!held.covers(&g("**:pull")));
+    assert!(held.covers(&g("ops/db:delete")));
+    assert!(held.covers(&g("ops/*:admin")));
+    assert!(!held.covers(&g("ops/**:pull")));
+    assert!(
+        !held.covers(&g("team/app:admin")),
+        "admin is more than pull and push"
+    );
+    assert!(!held.covers(&g("registry:catalog:*")));
+    let with_catalog = Rights {
+        superuser: false,
+        grants: vec![g("registry:catalog:*")],
+    };
+    assert!(with_catalog.covers(&g("registry:catalog:*")));
+    assert!(Rights::superuser().covers(&g("**:admin")));
+}

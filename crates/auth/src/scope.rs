@@ -1,7 +1,8 @@
 //! The rights vocabulary (`Action`, the `Actions` set) and the Docker token-scope grammar.
 //!
-//! This module owns what a client may *ask for*: `repository[(class)]:NAME:ACTIONS` and
-//! `registry:catalog:*`, with literal, validated repository names. It must not decide what anyone
+//! This module owns what a client may *ask for*: `repository[(class)]:NAME:ACTIONS`,
+//! `registry:catalog:*` and `registry:admin:*` (the admin API), with literal, validated
+//! repository names. It must not decide what anyone
 //! is *allowed*: stored permissions (globs) and the intersection of request and rights live in
 //! `pattern`. Parsing is strict: unknown resource types, malformed names and unknown actions are
 //! errors that say what is wrong.
@@ -165,6 +166,9 @@ pub enum Resource {
     Repository(String),
     /// The registry-wide catalog listing (`/v2/_catalog`).
     Catalog,
+    /// The admin API (`/admin/v1/`): the right to use the credential's account-management
+    /// rights there. Never implied by other scopes; asked for explicitly.
+    Admin,
 }
 
 /// A requested scope, as sent to the token endpoint.
@@ -198,12 +202,17 @@ pub enum ScopeError {
          or dashes, '/'-separated, at most 255 bytes)"
     )]
     InvalidName(String),
-    /// A `registry:` scope about something other than the catalog.
-    #[error("unknown registry resource {0:?} (only \"registry:catalog:*\" exists)")]
+    /// A `registry:` scope about something other than the catalog or the admin API.
+    #[error(
+        "unknown registry resource {0:?} (only \"registry:catalog:*\" and \"registry:admin:*\" exist)"
+    )]
     UnknownRegistryResource(String),
     /// The catalog scope named actions other than `*`.
     #[error("the catalog scope takes only the action \"*\", not {0:?}")]
     CatalogActions(String),
+    /// The admin scope named actions other than `*`.
+    #[error("the admin scope is written \"registry:admin:*\", not with {0:?}")]
+    AdminActions(String),
     /// An action name outside pull, push, delete, admin and `*`.
     #[error("unknown action {0:?} (expected pull, push, delete, admin or *)")]
     UnknownAction(String),
@@ -221,12 +230,17 @@ pub fn parse_scope(s: &str) -> Result<Scope, ScopeError> {
         "repository" if valid_repo_name(name) => Resource::Repository(name.to_string()),
         "repository" => return Err(ScopeError::InvalidName(name.to_string())),
         "registry" if name == "catalog" => Resource::Catalog,
+        "registry" if name == "admin" => Resource::Admin,
         "registry" => return Err(ScopeError::UnknownRegistryResource(name.to_string())),
         other => return Err(ScopeError::UnknownType(other.to_string())),
     };
     let (actions, wildcard) = Actions::parse_list(action_list)?;
-    if resource == Resource::Catalog && (!actions.is_empty() || !wildcard) {
+    let only_wildcard = actions.is_empty() && wildcard;
+    if resource == Resource::Catalog && !only_wildcard {
         return Err(ScopeError::CatalogActions(action_list.to_string()));
+    }
+    if resource == Resource::Admin && !only_wildcard {
+        return Err(ScopeError::AdminActions(action_list.to_string()));
     }
     Ok(Scope {
         resource,
@@ -267,6 +281,7 @@ impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.resource {
             Resource::Catalog => f.write_str("registry:catalog:*"),
+            Resource::Admin => f.write_str("registry:admin:*"),
             Resource::Repository(name) => {
                 let mut items = self.actions.names();
                 if self.wildcard {

@@ -105,6 +105,34 @@ fn parse_catalog_scope() {
 }
 
 #[test]
+fn parse_admin_scope() {
+    let s = parse_scope("registry:admin:*").unwrap();
+    assert_eq!(s.resource, Resource::Admin);
+    assert!(s.wildcard && s.actions.is_empty());
+    assert_eq!(s.to_string(), "registry:admin:*");
+    for bad in [
+        "registry:admin:pull",
+        "registry:admin:*,push",
+        "registry:admin:",
+    ] {
+        assert!(
+            matches!(parse_scope(bad), Err(ScopeError::AdminActions(_))),
+            "{bad}"
+        );
+    }
+    // Only the registry type names the admin API.
+    assert!(matches!(
+        parse_scope("repository:admin:*"),
+        Ok(Scope {
+            resource: Resource::Repository(_),
+            ..
+        })
+    ));
+    let v = parse_scopes("repository:a:pull registry:admin:*").unwrap();
+    assert_eq!(v[1].resource, Resource::Admin);
+}
+
+#[test]
 fn rejects_bad_scopes() {
     for bad in [
         "",

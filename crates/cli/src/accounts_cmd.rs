@@ -96,8 +96,8 @@ pub enum TokenCommand {
         /// The user it acts for (default with --server: yourself).
         #[arg(long)]
         user: Option<String>,
-        /// What it may do, e.g. 'repository:team/**:pull' (repeatable; `admin` lets it use
-        /// its user's administration rights).
+        /// What it may do, e.g. 'repository:team/**:pull' (repeatable; `admin`, also written
+        /// 'registry:admin:*', lets it use the admin API: manage tokens within its own scopes).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Lifetime such as 30d or 12h (default: no expiry).

@@ -9,14 +9,19 @@ use stowage_client::credentials::CredentialFiles;
 
 use crate::accounts_cmd::{Target, server_password};
 
-/// Trade a stored refresh token for a JWT at the server's token endpoint.
+/// The scope the admin API needs in a bearer token.
+const ADMIN_SCOPE: &str = "registry:admin:*";
+
+/// Trade a stored refresh token for a JWT for the admin API (`registry:admin:*`) at the
+/// server's token endpoint.
 async fn redeem(http: &reqwest::Client, base: &str, refresh: &str) -> Result<String, String> {
     let enc = escape(refresh);
+    let scope = escape(ADMIN_SCOPE);
     let resp = http
         .post(format!("{base}/auth/token"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(format!(
-            "grant_type=refresh_token&client_id=stowage&refresh_token={enc}"
+            "grant_type=refresh_token&client_id=stowage&scope={scope}&refresh_token={enc}"
         ))
         .send()
         .await
@@ -30,6 +35,12 @@ async fn redeem(http: &reqwest::Client, base: &str, refresh: &str) -> Result<Str
     let v: serde_json::Value =
         serde_json::from_slice(&resp.bytes().await.map_err(|e| e.to_string())?)
             .map_err(|e| format!("{base}: {e}"))?;
+    let granted = v["scope"].as_str().unwrap_or_default();
+    if !granted.split(' ').any(|s| s == ADMIN_SCOPE) {
+        return Err(format!(
+            "{base}: the stored login does not allow administration (it was not made with a password, or with a token carrying the scope admin); give --username with --password-stdin"
+        ));
+    }
     v["access_token"]
         .as_str()
         .or(v["token"].as_str())

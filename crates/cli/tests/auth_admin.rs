@@ -212,16 +212,18 @@ async fn admin_api_through_the_cli() {
         .expect_status(401);
 }
 
-/// `/admin/v1/` over plain HTTP: 401 with a Basic challenge without credentials, 403 for a
-/// non-admin, JSON for an administrator; 403 when authentication is off.
+/// `/admin/v1/` over plain HTTP: 401 with a Bearer challenge for `registry:admin:*` (never a
+/// Basic one, which would make browsers prompt) without credentials, 403 for a non-admin,
+/// JSON for an administrator; 403 when authentication is off.
 #[tokio::test]
 async fn admin_http_answers() {
     let reg = AuthReg::start("", &[user("bob", BOB_PW, &["team/**:pull"])]);
     let r = reg.get("/admin/v1/users").await;
     r.expect_status(401);
+    let c = challenge(&r);
     assert!(
-        challenge(&r).starts_with("Basic "),
-        "no Basic challenge:\n{r}"
+        c.starts_with("Bearer ") && c.contains("scope=\"registry:admin:*\""),
+        "no Bearer challenge for the admin scope:\n{r}"
     );
     let r = reg
         .get_as(&Who::basic("bob", "wrong-password"), "/admin/v1/users")
@@ -441,6 +443,41 @@ async fn server_commands_use_the_stored_login_and_the_store_is_private() {
         String::from_utf8_lossy(&list.stderr)
     );
     assert!(String::from_utf8_lossy(&list.stdout).starts_with("admin\tadmin"));
+    // The stored login (redeemed for `registry:admin:*`) also makes tokens and users.
+    for args in [
+        &["token", "create", "--scope", "repository:x/**:pull"][..],
+        &["user", "add", "dora", "--password-stdin"][..],
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"));
+        let mut child = cmd
+            .args(args)
+            .args(["--server", &base])
+            .env("DOCKER_CONFIG", docker.path())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("STOWAGE_DATA")
+            .env_remove("STOWAGE_PASSWORD")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"dora-password-1\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    reg.get_as(&Who::basic("dora", "dora-password-1"), "/v2/")
+        .await
+        .expect_status(200);
     for name in ["metadata.db", "metadata.db-wal"] {
         let mode = std::fs::metadata(reg.data.join(name))
             .unwrap()

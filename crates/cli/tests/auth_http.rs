@@ -650,6 +650,76 @@ async fn forged_jwts_are_invalid_tokens() {
         .expect_status(200);
 }
 
+/// JWTs signed with the server's own key are still refused when they name another issuer, or
+/// none, or carry a key of their own in the header (`jwk`, `jku`, `x5c`, `x5u`): on the
+/// registry API (401 `invalid_token`) and on the admin API alike. The same claims re-signed
+/// unchanged work, so the refusals are about `iss` and the header alone.
+#[tokio::test]
+async fn jwt_with_a_foreign_issuer_or_embedded_key_is_refused() {
+    let reg = AuthReg::start("", &[user("alice", ALICE_PW, &["team/**:pull"])]);
+    reg.push_image_as(&Who::admin(), "team/app", "v1").await;
+    let path = "/v2/team/app/tags/list";
+    let real = reg.jwt(&alice(), &["repository:team/app:pull"]).await;
+    let admin_jwt = reg.jwt(&Who::admin(), &["registry:admin:*"]).await;
+    let kid = jwt_header(&real)["kid"].as_str().expect("kid").to_string();
+    let store = stowage_server::open_auth_store(&reg.data).expect("open the store");
+    let keys = store.signing_keys().await.expect("signing keys");
+    let pkcs8 = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .expect("the key that signed the JWT")
+        .pkcs8
+        .clone();
+    let signer = Signer::from_pkcs8(&kid, &pkcs8).expect("the server's key");
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).expect("pair");
+    let sign = |msg: &[u8]| {
+        pair.sign(&aws_lc_rs::rand::SystemRandom::new(), msg)
+            .expect("sign")
+            .as_ref()
+            .to_vec()
+    };
+
+    for (token, target) in [(&real, path), (&admin_jwt, "/admin/v1/users")] {
+        let claims: Claims = serde_json::from_value(jwt_payload(token)).expect("claims");
+        assert_eq!(claims.iss, "stowage", "the issuer the server signs with");
+        reg.get_as(&Who::bearer(&signer.sign(&claims)), target)
+            .await
+            .expect_status(200);
+
+        let mut forged: Vec<(String, String)> = Vec::new();
+        for iss in ["", "other", "https://evil.example", "Stowage"] {
+            let mut c = claims.clone();
+            c.iss = iss.to_string();
+            forged.push((format!("iss {iss:?}"), signer.sign(&c)));
+        }
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+        let mut no_iss = jwt_payload(token);
+        no_iss.as_object_mut().expect("object").remove("iss");
+        forged.push(("no iss".into(), encode_jwt(&header, &no_iss, sign)));
+        let payload = jwt_payload(token);
+        for (field, value) in [
+            ("jwk", jwt_header_jwk(&reg).await),
+            ("jku", json!("https://evil.example/jwks.json")),
+            ("x5u", json!("https://evil.example/cert.pem")),
+            ("x5c", json!(["MIIBAA=="])),
+        ] {
+            let mut h = header.clone();
+            h[field] = value;
+            forged.push((format!("header {field}"), encode_jwt(&h, &payload, sign)));
+        }
+        for (what, t) in &forged {
+            let r = reg.get_as(&Who::bearer(t), target).await;
+            expect_bearer_error(&r, "invalid_token");
+            assert!(r.status == 401, "{what}: not refused on {target}:\n{r}");
+        }
+    }
+}
+
+/// The server's own current public key as a JWK (what an attacker would embed).
+async fn jwt_header_jwk(reg: &AuthReg) -> Value {
+    reg.get("/auth/jwks").await.json()["keys"][0].clone()
+}
+
 /// A correctly signed JWT for another audience is refused: a second server on the same data
 /// directory (so the same signing keys) with `auth.service = "other"` mints it.
 #[tokio::test]

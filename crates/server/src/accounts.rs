@@ -139,12 +139,15 @@ pub fn merge_grants(current: &[String], add: &[String], remove: &[String]) -> Re
     Ok(list.iter().map(Grant::to_string).collect())
 }
 
-/// Token scopes: grants, plus `admin` (the token may use its user's administration rights).
-fn canonical_scopes(list: &[String]) -> Result<Vec<String>> {
+/// Token scopes: grants, plus `admin` (also written `registry:admin:*`: the token may use the
+/// admin API, within its other scopes).
+pub fn canonical_scopes(list: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for s in list {
-        if s == "admin" {
-            out.push(s.clone());
+        if crate::auth::snapshot::is_admin_scope(s) {
+            if !out.iter().any(|o| o == "admin") {
+                out.push("admin".to_string());
+            }
         } else {
             out.extend(canonical_grants(std::slice::from_ref(s))?);
         }
@@ -348,8 +351,17 @@ impl Accounts {
     ) -> Result<NewToken> {
         let scopes = canonical_scopes(scopes)?;
         self.user(user).await?;
-        let fresh = secret::new_access_token();
         let created = now();
+        let expires = match expires_in {
+            None => None,
+            Some(d) => Some(
+                i64::try_from(d.as_secs())
+                    .ok()
+                    .and_then(|s| created.checked_add(s))
+                    .ok_or_else(|| AccountError::Invalid("expiry too far in the future".into()))?,
+            ),
+        };
+        let fresh = secret::new_access_token();
         let record = TokenRecord {
             id: fresh.id.clone(),
             user: user.to_string(),
@@ -357,7 +369,7 @@ impl Accounts {
             hash: fresh.hash.to_vec(),
             scopes,
             created,
-            expires: expires_in.map(|d| created + d.as_secs() as i64),
+            expires,
             last_used: None,
         };
         if !self.store.create_token(&record).await.map_err(store_err)? {

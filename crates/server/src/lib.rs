@@ -231,7 +231,7 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
             ),
             Some(auth) => {
                 let (parts, body) = req.into_parts();
-                let r = auth.admin_api(&parts, body, peer).await;
+                let r = auth.admin_api(&parts, body, peer, secure).await;
                 ("/admin/v1", r.unwrap_or_else(|e| error::render(&e, head)))
             }
         },

@@ -1,10 +1,16 @@
 //! The admin HTTP API under `/admin/v1/` that `stowage user`/`token --server URL` drive.
 //!
-//! Callers authenticate with Basic (password, or an access token that carries the `admin`
-//! scope). Administrators manage everything; any user may change its own password and manage
-//! its own tokens with its password (a token cannot mint tokens unless it carries `admin`, so
-//! a leaked pull token cannot become a push token). Bodies are JSON; errors use the registry's
-//! error body. The API is documented in docs/SECURITY.md.
+//! `admin_gate` admits the caller (it must hold `registry:admin:*`) and refuses cross-site
+//! requests; this module decides each operation:
+//! - managing users (add, import, remove, rights, another's password) needs an administrator
+//!   acting with its password (Basic, or a JWT from a password login);
+//! - a user's own password needs that user's password (never an access token);
+//! - tokens: administrators list, create and revoke anyone's, other users their own; a
+//!   caller that comes from an access token creates only tokens within that token's scopes
+//!   and lifetime, so a token can never be widened.
+//!
+//! Bodies are JSON; errors use the registry's error body. The API is documented in
+//! docs/SECURITY.md.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,9 +22,12 @@ use serde::Deserialize;
 use stowage_oci::ErrorCode;
 use stowage_registry::{Error, Result};
 
-use super::decide::{Presented, presented, too_many};
-use super::{Auth, Cred, LoginError, json};
-use crate::accounts::{AccountError, Accounts};
+use stowage_auth::pattern::Grant;
+
+use super::admin_gate::Caller;
+use super::snapshot::is_admin_scope;
+use super::{Auth, json, now};
+use crate::accounts::{AccountError, Accounts, canonical_scopes};
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -83,6 +92,57 @@ fn denied() -> Error {
     )
 }
 
+/// An operation that changes what an account may do, attempted with an access token.
+fn needs_password(what: &str) -> Error {
+    Error::new(
+        ErrorCode::Denied,
+        format!("{what} needs the password (Basic, or a login made with it), not an access token"),
+    )
+}
+
+/// What a caller that comes from an access token may put in a new token: scopes its own
+/// scopes cover, and no longer a life than its own. Returns the expiry (seconds from now) to
+/// use: the request's, or, when it asked for none, what is left of the caller's token.
+fn within_token(
+    caller: &Caller,
+    scopes: &[String],
+    expires_in: Option<u64>,
+) -> Result<Option<u64>> {
+    let Some(tok) = &caller.token else {
+        return Ok(expires_in);
+    };
+    let canonical = canonical_scopes(scopes).map_err(account_error)?;
+    for s in &canonical {
+        let covered = if is_admin_scope(s) {
+            tok.admin
+        } else {
+            Grant::parse(s).is_ok_and(|g| tok.rights.covers(&g))
+        };
+        if !covered {
+            return Err(Error::new(
+                ErrorCode::Denied,
+                format!(
+                    "an access token can only create tokens within its own scopes, and {s:?} is not within them"
+                ),
+            ));
+        }
+    }
+    let Some(until) = tok.expires else {
+        return Ok(expires_in);
+    };
+    let left = u64::try_from(until - now()).unwrap_or(0);
+    match expires_in {
+        None => Ok(Some(left)),
+        Some(e) if e <= left => Ok(Some(e)),
+        Some(_) => Err(Error::new(
+            ErrorCode::Denied,
+            format!(
+                "an access token cannot create a token that outlives it (at most {left} seconds)"
+            ),
+        )),
+    }
+}
+
 async fn body_json<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
@@ -99,35 +159,37 @@ impl Auth {
         parts: &Parts,
         body: Body,
         peer: Option<SocketAddr>,
+        secure: bool,
     ) -> Result<Response<Body>> {
-        let cred = match presented(parts) {
-            Some(Presented::Basic { user, password }) => {
-                let ip = self.client_ip(peer, &parts.headers);
-                match self.login(ip, &user, &password).await {
-                    Ok(c) => c,
-                    Err(LoginError::Limited(wait)) => return Err(too_many(wait)),
-                    Err(LoginError::Invalid) => return Err(unauthorized()),
-                }
+        self.admin_same_origin_json(parts, peer, secure)?;
+        let caller = self.admin_caller(parts, peer, secure).await?;
+        let result = self.admin_operation(parts, body, &caller).await;
+        let m = &parts.method;
+        if result.is_ok() && matches!(*m, Method::POST | Method::PATCH | Method::DELETE) {
+            // Apply the change here at once, not at the next poll.
+            let _ = self.reload(false).await;
+        }
+        result
+    }
+
+    async fn admin_operation(
+        &self,
+        parts: &Parts,
+        body: Body,
+        c: &Caller,
+    ) -> Result<Response<Body>> {
+        let admin = c.admin;
+        // Managing users: an administrator with its password.
+        let manage_users = || {
+            if c.admin && !c.password {
+                Err(needs_password("managing users"))
+            } else if !c.admin {
+                Err(denied())
+            } else {
+                Ok(())
             }
-            // A bearer JWT (what `stowage login` leads to): the rights come from the
-            // credential it names, as for any request.
-            Some(Presented::Bearer(token)) => {
-                let snap = self.snapshot();
-                let now = super::now();
-                match self.verify_jwt(&snap, &token, now) {
-                    Ok(c) => snap
-                        .decode(&c.cred, now)
-                        .filter(|cred| cred.subject() == c.sub)
-                        .ok_or_else(unauthorized)?,
-                    Err(_) => return Err(unauthorized()),
-                }
-            }
-            _ => return Err(unauthorized()),
         };
-        let snap = self.snapshot();
-        let admin = snap.admin(&cred);
-        let own_password = matches!(cred, Cred::Password { .. });
-        let me = cred.subject().to_string();
+        let me = c.me().to_string();
         let accounts = Accounts::new(self.store().clone());
         let path = parts.uri.path().trim_start_matches("/admin/v1");
         let segments: Vec<String> = path
@@ -136,13 +198,13 @@ impl Auth {
             .map(|s| crate::routes::percent_decode(s).unwrap_or_default())
             .collect();
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let m = &parts.method;
-        let result = match (m.clone(), seg.as_slice()) {
+        match (parts.method.clone(), seg.as_slice()) {
             (Method::GET, ["users"]) if admin => Ok(json(
                 200,
                 &accounts.list_users().await.map_err(account_error)?,
             )),
-            (Method::POST, ["users"]) if admin => {
+            (Method::POST, ["users"]) => {
+                manage_users()?;
                 let u: NewUser = body_json(body).await?;
                 let made = accounts
                     .add_user(&u.name, &u.password, u.admin, &u.grants)
@@ -150,7 +212,8 @@ impl Auth {
                     .map_err(account_error)?;
                 Ok(json(201, &made))
             }
-            (Method::POST, ["users", "import"]) if admin => {
+            (Method::POST, ["users", "import"]) => {
+                manage_users()?;
                 let i: Import = body_json(body).await?;
                 let (imported, skipped) = accounts
                     .import_htpasswd(&i.htpasswd, &i.grants)
@@ -161,30 +224,41 @@ impl Auth {
                     &serde_json::json!({"imported": imported, "skipped": skipped}),
                 ))
             }
-            (Method::PATCH, ["users", name]) if admin || (own_password && *name == me) => {
-                let c: UserChange = body_json(body).await?;
-                let changes_rights =
-                    !c.grant.is_empty() || !c.revoke.is_empty() || c.admin.is_some();
-                if changes_rights && !admin {
-                    return Err(denied());
+            (Method::PATCH, ["users", name]) => {
+                let own = *name == me;
+                if !(own && c.password) {
+                    manage_users().map_err(|e| {
+                        if own && !c.password {
+                            needs_password("changing your own account")
+                        } else {
+                            e
+                        }
+                    })?;
                 }
-                if let Some(pw) = &c.password {
+                let change: UserChange = body_json(body).await?;
+                let changes_rights =
+                    !change.grant.is_empty() || !change.revoke.is_empty() || change.admin.is_some();
+                if changes_rights {
+                    manage_users()?;
+                }
+                if let Some(pw) = &change.password {
                     accounts
                         .set_password(name, pw)
                         .await
                         .map_err(account_error)?;
                 }
                 let info = accounts
-                    .change_rights(name, &c.grant, &c.revoke, c.admin)
+                    .change_rights(name, &change.grant, &change.revoke, change.admin)
                     .await
                     .map_err(account_error)?;
                 Ok(json(200, &info))
             }
-            (Method::DELETE, ["users", name]) if admin => {
+            (Method::DELETE, ["users", name]) => {
+                manage_users()?;
                 accounts.remove_user(name).await.map_err(account_error)?;
                 Ok(no_content())
             }
-            (Method::GET, ["tokens"]) if admin || own_password => {
+            (Method::GET, ["tokens"]) => {
                 let q = crate::routes::query_pairs(parts.uri.query());
                 let wanted = q.iter().find(|(k, _)| k == "user").map(|(_, v)| v.as_str());
                 let user = if admin { wanted } else { Some(me.as_str()) };
@@ -196,24 +270,25 @@ impl Auth {
                     &accounts.list_tokens(user).await.map_err(account_error)?,
                 ))
             }
-            (Method::POST, ["tokens"]) if admin || own_password => {
+            (Method::POST, ["tokens"]) => {
                 let t: NewTokenReq = body_json(body).await?;
                 let user = t.user.unwrap_or_else(|| me.clone());
                 if !admin && user != me {
                     return Err(denied());
                 }
+                let expires_in = within_token(c, &t.scopes, t.expires_in)?;
                 let made = accounts
                     .create_token(
                         &user,
                         &t.scopes,
-                        t.expires_in.map(Duration::from_secs),
+                        expires_in.map(Duration::from_secs),
                         &t.name,
                     )
                     .await
                     .map_err(account_error)?;
                 Ok(json(201, &made))
             }
-            (Method::DELETE, ["tokens", id]) if admin || own_password => {
+            (Method::DELETE, ["tokens", id]) => {
                 if !admin
                     && accounts
                         .token_owner(id)
@@ -232,18 +307,6 @@ impl Auth {
             }
             (_, ["users"] | ["users", _] | ["tokens"] | ["tokens", _]) => Err(denied()),
             _ => Err(Error::new(ErrorCode::NameUnknown, "no such admin endpoint")),
-        };
-        if result.is_ok() && matches!(*m, Method::POST | Method::PATCH | Method::DELETE) {
-            // Apply the change here at once, not at the next poll.
-            let _ = self.reload(false).await;
         }
-        result
     }
-}
-
-fn unauthorized() -> Error {
-    Error::new(ErrorCode::Unauthorized, "authentication required").header(
-        "WWW-Authenticate",
-        "Basic realm=\"stowage admin\"".to_string(),
-    )
 }

@@ -321,8 +321,9 @@ impl Auth {
 const VERIFIED_MAX: usize = 10_000;
 
 impl Auth {
-    /// Verify a JWT, remembering good ones so a client's stream of requests with the same
-    /// token costs one signature check. Expiry is re-checked on every use.
+    /// Verify a JWT (pinned keys, our issuer and audience), remembering good ones so a
+    /// client's stream of requests with the same token costs one signature check. Expiry is
+    /// re-checked on every use.
     pub(crate) fn verify_jwt(
         &self,
         snap: &Snapshot,
@@ -343,7 +344,7 @@ impl Auth {
         }
         let claims = snap
             .verifier
-            .verify(token, &self.cfg.service, now, LEEWAY)?;
+            .verify(token, self.issuer(), &self.cfg.service, now, LEEWAY)?;
         let mut cache = self.verified.lock().expect("jwt cache");
         if cache.0 != snap.revision || cache.1.len() >= VERIFIED_MAX {
             *cache = (snap.revision, HashMap::new());

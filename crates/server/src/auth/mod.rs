@@ -5,6 +5,8 @@
 //! - `limiter`: failed-login limiting.
 //! - `decide`: what each endpoint needs, and the 401/403/429 answers.
 //! - `token_endpoint`: the Docker token endpoint (GET and OAuth2 POST) and the JWKS.
+//! - `admin_gate`: who may use the admin API (the `registry:admin:*` scope) and the refusal of
+//!   cross-site requests to it.
 //! - `admin_api`: the authenticated HTTP API behind `stowage user`/`token --server`.
 //!
 //! This module (`Auth`) owns checking passwords and access tokens (with a short cache for
@@ -12,6 +14,7 @@
 //! keys and reloading the snapshot when the store changes. It never writes a secret to a log.
 
 pub mod admin_api;
+pub mod admin_gate;
 pub mod decide;
 pub mod limiter;
 pub mod snapshot;
@@ -452,6 +455,11 @@ impl Auth {
         }
     }
 
+    /// The issuer (`iss`) of the JWTs this registry mints, and the only one it accepts.
+    pub fn issuer(&self) -> &str {
+        &self.cfg.service
+    }
+
     /// Mint a JWT for `cred` granting `access`; returns (token, expires_in, issued_at).
     pub fn issue_jwt(
         &self,
@@ -466,7 +474,7 @@ impl Auth {
         let now = now();
         let ttl = self.cfg.token_ttl.as_secs() as i64;
         let claims = Claims {
-            iss: self.cfg.service.clone(),
+            iss: self.issuer().to_string(),
             sub: cred.subject().to_string(),
             aud: self.cfg.service.clone(),
             exp: now + ttl,
@@ -516,6 +524,34 @@ impl Auth {
         if !self.cfg.external_url.is_empty() {
             return format!("{}/auth/token", self.cfg.external_url.trim_end_matches('/'));
         }
+        format!(
+            "{}/auth/token",
+            self.request_origin(peer, uri, headers, secure)
+        )
+    }
+
+    /// The origin (`scheme://host[:port]`, lowercase, default port left out) of
+    /// `auth.external_url`, when configured.
+    pub fn external_origin(&self) -> Option<String> {
+        let url = self.cfg.external_url.trim();
+        if url.is_empty() {
+            return None;
+        }
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?;
+        Some(normalize_origin(&format!("{scheme}://{host}")))
+    }
+
+    /// The origin the client addressed this request to: the listener's scheme and the `Host`
+    /// (or HTTP/2 `:authority`), or, from `auth.trusted_proxies`, `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host`. As sent (compare through [`normalize_origin`]).
+    pub fn request_origin(
+        &self,
+        peer: Option<SocketAddr>,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        secure: bool,
+    ) -> String {
         let clean = |s: &str| -> Option<String> {
             let s = s.split(',').next()?.trim();
             (!s.is_empty()
@@ -554,6 +590,19 @@ impl Auth {
                 host = h;
             }
         }
-        format!("{scheme}://{host}/auth/token")
+        format!("{scheme}://{host}")
     }
+}
+
+/// An origin as browsers send it: lowercase, without the scheme's default port.
+pub fn normalize_origin(origin: &str) -> String {
+    let o = origin.trim().to_ascii_lowercase();
+    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
+        if o.starts_with(scheme)
+            && let Some(stripped) = o.strip_suffix(port)
+        {
+            return stripped.to_string();
+        }
+    }
+    o
 }

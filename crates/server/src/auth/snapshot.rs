@@ -32,7 +32,8 @@ pub struct Token {
     pub user: String,
     pub hash: Vec<u8>,
     pub rights: Rights,
-    /// The token may use its user's administration rights (scope `admin`).
+    /// The token holds `registry:admin:*` (its scope `admin`): it may use the admin API, within
+    /// its own scopes.
     pub admin: bool,
     pub expires: Option<i64>,
 }
@@ -77,6 +78,11 @@ impl Cred {
 fn hash_generation(hash: &str) -> i64 {
     let d = stowage_auth::secret::hash_secret(hash);
     i64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) & i64::MAX
+}
+
+/// Whether a token scope is the admin-API one (`admin`, also written `registry:admin:*`).
+pub fn is_admin_scope(s: &str) -> bool {
+    s == "admin" || s == "registry:admin:*"
 }
 
 /// Parse a grant list, skipping (and logging) entries that no longer parse.
@@ -165,9 +171,13 @@ impl Snapshot {
         let tokens = tokens
             .into_iter()
             .map(|t| {
-                let admin = t.scopes.iter().any(|s| s == "admin");
-                let scopes: Vec<String> =
-                    t.scopes.iter().filter(|s| *s != "admin").cloned().collect();
+                let admin = t.scopes.iter().any(|s| is_admin_scope(s));
+                let scopes: Vec<String> = t
+                    .scopes
+                    .iter()
+                    .filter(|s| !is_admin_scope(s))
+                    .cloned()
+                    .collect();
                 (
                     t.id.clone(),
                     Token {
@@ -274,6 +284,19 @@ impl Snapshot {
                 (Some(t), Some(u)) => t.rights.catalog() && u.rights.catalog(),
                 _ => false,
             },
+        }
+    }
+
+    /// Whether a credential holds `registry:admin:*`, the use of the admin API: a store
+    /// user's password (a password-equivalent login included), or an access token whose
+    /// scopes name it. What it may do there is decided by the admin API.
+    pub fn admin_api(&self, cred: &Cred) -> bool {
+        match cred {
+            Cred::Anonymous => false,
+            Cred::Password { user, .. } => self.users.get(user).is_some_and(|u| !u.from_htpasswd),
+            Cred::Token { id, user } => {
+                self.tokens.get(id).is_some_and(|t| t.admin) && self.users.contains_key(user)
+            }
         }
     }
 

@@ -3,7 +3,9 @@
 //! GET takes Basic credentials (optional: anonymous callers get tokens for public
 //! repositories only), repeated `scope`, `service`, `account` and `offline_token`; the OAuth2
 //! POST takes `grant_type=password|refresh_token`. The granted access is the intersection of
-//! what was asked and what the credential holds now; asking for more is not an error. A
+//! what was asked and what the credential holds now; asking for more is not an error.
+//! `registry:admin:*` (the admin API) is granted only when asked for, to a password or a
+//! refresh token minted from one, or to an access token whose scopes include `admin`. A
 //! refresh token is handed out only on request (`offline_token=true`, `access_type=offline`)
 //! and is stored hashed, bound to its user, the service and the credential that minted it.
 
@@ -162,6 +164,15 @@ impl Auth {
             Resource::Repository(n) => snap.actions_on(cred, n),
             Resource::Catalog => {
                 if snap.catalog(cred) {
+                    Actions::ALL
+                } else {
+                    Actions::NONE
+                }
+            }
+            // Only when asked for, and only to a credential that holds it (a password, or a
+            // token with the `admin` scope): a JWT for pulling never opens the admin API.
+            Resource::Admin => {
+                if snap.admin_api(cred) {
                     Actions::ALL
                 } else {
                     Actions::NONE

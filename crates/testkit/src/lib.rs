@@ -5,7 +5,9 @@
 //! building small but real container images and OCI layouts (`image`); and driving real
 //! clients (`skopeo`, `podman`, `containerd`, via `tools` and the tiny `http` client), with
 //! `tls` making them trust an HTTPS registry's CA; and running stowage's own client commands
-//! with isolated credentials (`client`). It must never be a dependency of production code.
+//! with isolated credentials (`client`); and wire-level HTTP/1.1 and HTTP/2 clients plus a
+//! connection-counting proxy for connection tests (`wire`). It must never be a dependency of
+//! production code.
 
 pub mod client;
 pub mod containerd;
@@ -18,3 +20,4 @@ pub mod skopeo;
 pub mod target;
 pub mod tls;
 pub mod tools;
+pub mod wire;

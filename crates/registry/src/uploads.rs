@@ -52,7 +52,7 @@ pub struct ChunkRange {
 
 impl ChunkRange {
     /// Bytes in the (inclusive) range; None when it is empty-or-inverted or does not fit a u64.
-    pub fn len(&self) -> Option<u64> {
+    pub fn byte_count(&self) -> Option<u64> {
         stowage_oci::range::range_len(self.start, self.end)
     }
 }
@@ -221,7 +221,7 @@ impl Registry {
         content_length: Option<u64>,
     ) -> Result<()> {
         let Some(r) = range else { return Ok(()) };
-        let Some(chunk_len) = r.len() else {
+        let Some(chunk_len) = r.byte_count() else {
             // `0-18446744073709551615`: a length no body can have (and that would wrap).
             return Err(Error::new(
                 ErrorCode::BlobUploadInvalid,

@@ -84,9 +84,12 @@ pub(crate) async fn serve<K: Send + Unpin + 'static>(
         .is_some_and(|t| t.elapsed() >= settings.frame_timeout / 2);
     let keep_open = if finished {
         true
-    } else if slot.failed || stalled || (waits_for_continue && !slot.polled) {
-        false
-    } else if declared.is_some_and(|n| n.saturating_sub(slot.read) > settings.bound) {
+    } else if slot.failed
+        || stalled
+        || (waits_for_continue && !slot.polled)
+        || declared.is_some_and(|n| n.saturating_sub(slot.read) > settings.bound)
+    {
+        // Not worth reading (or not to be read): answer and let the rest go.
         false
     } else {
         match body.as_mut() {

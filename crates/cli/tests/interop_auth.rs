@@ -928,6 +928,7 @@ fn ctr_refused_push_reports_the_registry_answer() {
             let what = format!("push to {dst} as {who} (round {round})");
             let out = expect_refused(c.push(&env.reference(dst), access), &what);
             let e = final_error(&out);
+            eprintln!("{what}: {e}");
             assert!(
                 !TRANSPORT_WORDS.iter().any(|w| e.contains(w)),
                 "{}",

@@ -182,7 +182,7 @@ async fn partial_heads_and_prefaces_are_closed_after_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connection_is_closed_but_reusable_before() {
     let s = start(ConnSettings {
-        idle_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(4),
         // Shorter than idle: waiting for the next request is idle time, not header time.
         header_timeout: Duration::from_secs(1),
         first_byte_timeout: Duration::from_secs(1),
@@ -191,16 +191,14 @@ async fn idle_keep_alive_connection_is_closed_but_reusable_before() {
     .await;
     let mut c = H1::connect(&s.addr).await.unwrap();
     get_ok(&mut c).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     get_ok(&mut c).await;
     let took = c
         .closed_within(SOON)
         .await
         .expect("idle connection still open");
-    assert!(
-        took >= Duration::from_millis(1800),
-        "closed early: {took:?}"
-    );
+    // Measured from when this client read the answer, a little after the server's clock.
+    assert!(took >= Duration::from_secs(3), "closed early: {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +259,7 @@ async fn idle_http2_client_connection_is_closed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert!(started.elapsed() >= Duration::from_millis(500));
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "ok");
     assert_eq!(proxy.connections(), 2);
@@ -423,4 +421,83 @@ async fn unread_bodies_http2() {
     assert_eq!(r.text().await.unwrap(), "ok");
     assert_eq!(proxy.connections(), 1, "the HTTP/2 connection was not kept");
     assert_eq!(proxy.closed_by_upstream(), 0);
+}
+
+/// What h2 does when the answer comes before the request body (checked on the wire): the
+/// response, then `RST_STREAM` with `NO_ERROR` (0) for that stream only, no `GOAWAY`, and the
+/// next stream on the connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answer_on_http2_resets_only_the_stream_with_no_error() {
+    use tokio::io::AsyncWriteExt;
+    let s = start(settings()).await;
+    let mut c = tokio::net::TcpStream::connect(&s.addr).await.unwrap();
+    let mut hello = h2::PREFACE.to_vec();
+    hello.extend(h2::frame(h2::SETTINGS, 0, 0, &[]));
+    let declared = (2u64 << 20).to_string();
+    let head = h2::literal_headers(&[
+        (":method", "PUT"),
+        (":scheme", "http"),
+        (":path", "/refuse"),
+        (":authority", "x"),
+        ("content-length", &declared),
+    ]);
+    hello.extend(h2::frame(h2::HEADERS, h2::END_HEADERS, 1, &head));
+    // Within the default windows; the body is declared much larger and never finished.
+    for _ in 0..3 {
+        hello.extend(h2::frame(h2::DATA, 0, 1, &[9u8; 16 * 1024]));
+    }
+    c.write_all(&hello).await.unwrap();
+    let mut seen = Vec::new();
+    let reset = tokio::time::timeout(
+        SOON,
+        h2::read_until(&mut c, &mut seen, |f| {
+            f.kind == h2::RST_STREAM && f.stream == 1
+        }),
+    )
+    .await
+    .expect("no RST_STREAM for the unread stream");
+    assert!(reset, "connection closed: {seen:?}");
+    let response = seen
+        .iter()
+        .position(|f| f.kind == h2::HEADERS && f.stream == 1)
+        .unwrap_or_else(|| panic!("no response before the reset: {seen:?}"));
+    let rst = seen.len() - 1;
+    assert!(response < rst, "{seen:?}");
+    assert_eq!(
+        seen[rst].payload,
+        [0, 0, 0, 0],
+        "RST_STREAM must say NO_ERROR"
+    );
+    assert!(!seen.iter().any(|f| f.kind == h2::GOAWAY), "{seen:?}");
+    // The connection lives on: stream 3 is answered.
+    let get = h2::literal_headers(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":authority", "x"),
+    ]);
+    c.write_all(&h2::frame(
+        h2::HEADERS,
+        h2::END_HEADERS | h2::END_STREAM,
+        3,
+        &get,
+    ))
+    .await
+    .unwrap();
+    let mut more = Vec::new();
+    let answered = tokio::time::timeout(
+        SOON,
+        h2::read_until(&mut c, &mut more, |f| {
+            f.kind == h2::DATA && f.stream == 3 && f.flags & h2::END_STREAM != 0
+        }),
+    )
+    .await
+    .expect("stream 3 not answered");
+    assert!(answered, "connection closed: {more:?}");
+    let body: Vec<u8> = more
+        .iter()
+        .filter(|f| f.kind == h2::DATA && f.stream == 3)
+        .flat_map(|f| f.payload.clone())
+        .collect();
+    assert_eq!(body, b"ok");
 }

@@ -265,7 +265,50 @@ pub mod h2 {
     pub const SETTINGS: u8 = 0x4;
     pub const PING: u8 = 0x6;
     pub const GOAWAY: u8 = 0x7;
+    pub const WINDOW_UPDATE: u8 = 0x8;
     pub const ACK: u8 = 0x1;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+
+    /// An HPACK header block of literal fields without indexing (no Huffman coding): enough
+    /// for requests with short names and values (under 127 bytes each).
+    pub fn literal_headers(fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in fields {
+            assert!(name.len() < 127 && value.len() < 127, "short fields only");
+            out.push(0x00);
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+            out.push(value.len() as u8);
+            out.extend_from_slice(value.as_bytes());
+        }
+        out
+    }
+
+    /// Read frames, acknowledging SETTINGS and PINGs, until `done` says so (true) or the
+    /// connection ends (false); every frame read is pushed to `seen`.
+    pub async fn read_until(
+        s: &mut TcpStream,
+        seen: &mut Vec<Frame>,
+        mut done: impl FnMut(&Frame) -> bool,
+    ) -> bool {
+        while let Ok(Some(f)) = read_frame(s).await {
+            let reply = match (f.kind, f.flags & ACK) {
+                (SETTINGS, 0) => Some(frame(SETTINGS, ACK, 0, &[])),
+                (PING, 0) => Some(frame(PING, ACK, 0, &f.payload)),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                let _ = s.write_all(&reply).await;
+            }
+            let stop = done(&f);
+            seen.push(f);
+            if stop {
+                return true;
+            }
+        }
+        false
+    }
 
     /// One frame.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,22 +365,8 @@ pub mod h2 {
         hello.extend(frame(SETTINGS, 0, 0, &[]));
         s.write_all(&hello).await.expect("write preface");
         let mut frames = Vec::new();
-        let closed = tokio::time::timeout(limit, async {
-            while let Ok(Some(f)) = read_frame(&mut s).await {
-                let reply = match (f.kind, f.flags & ACK) {
-                    (SETTINGS, 0) => Some(frame(SETTINGS, ACK, 0, &[])),
-                    (PING, 0) => Some(frame(PING, ACK, 0, &f.payload)),
-                    _ => None,
-                };
-                frames.push(f);
-                if let Some(reply) = reply {
-                    // The server may be closing; a failed write is not the test's concern.
-                    let _ = s.write_all(&reply).await;
-                }
-            }
-        })
-        .await;
-        (frames, closed.ok().map(|()| started.elapsed()))
+        let closed = tokio::time::timeout(limit, read_until(&mut s, &mut frames, |_| false)).await;
+        (frames, closed.ok().map(|_| started.elapsed()))
     }
 }
 

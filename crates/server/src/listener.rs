@@ -231,9 +231,12 @@ impl Connection {
             opened = open(stream, tls.as_ref(), &activity, settings.first_byte_timeout) => opened,
             _ = stop.wait_for(|&stop| stop) => return,
         };
-        let Some((opened, back)) = opened.map_err(|why| tracing::debug!(%peer, "{why}")).ok()
-        else {
-            return;
+        let (opened, back) = match opened {
+            Ok(opened) => opened,
+            Err(why) => {
+                tracing::debug!(%peer, "{why}");
+                return;
+            }
         };
         activity.reset();
         let timeouts = Timeouts {
@@ -292,14 +295,14 @@ async fn open(
     tls: Option<&TlsAcceptor>,
     activity: &Arc<Activity>,
     first_byte: Duration,
-) -> Result<(Opened, oneshot::Receiver<Returned>), &'static str> {
+) -> Result<(Opened, oneshot::Receiver<Returned>), String> {
     match tls {
         Some(acceptor) => {
             let (io, back) = TrackedIo::new(stream, activity.clone(), false);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                 Ok(Ok(s)) => Ok((Opened::Tls(Box::new(s)), back)),
-                Ok(Err(_)) => Err("TLS handshake failed"),
-                Err(_) => Err("TLS handshake not completed in time; closing"),
+                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                Err(_) => Err("TLS handshake not completed in time; closing".into()),
             }
         }
         None => match tokio::time::timeout(first_byte, stream.readable()).await {
@@ -307,8 +310,8 @@ async fn open(
                 let (io, back) = TrackedIo::new(stream, activity.clone(), true);
                 Ok((Opened::Plain(io), back))
             }
-            Ok(Err(_)) => Err("connection failed before its first byte"),
-            Err(_) => Err("first byte not received in time; closing"),
+            Ok(Err(e)) => Err(format!("connection failed before its first byte: {e}")),
+            Err(_) => Err("first byte not received in time; closing".into()),
         },
     }
 }

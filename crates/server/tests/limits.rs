@@ -1,10 +1,10 @@
 //! The listener's connection limits over real TCP on 127.0.0.1: silent connections, partial
-//! heads and HTTP/2 prefaces, idle keep-alive and idle HTTP/2 connections are closed after
-//! their (small, configured) timeouts; transfers that keep moving are never cut; the
-//! connection cap queues new clients without disturbing the ones served, and says so in the
-//! log; bodies the application leaves unread still let the answer through (drained and kept
-//! alive under the bound, `Connection: close` and a clean close over it, a stream reset on
-//! HTTP/2 with the connection kept).
+//! heads and HTTP/2 prefaces, idle keep-alive and idle HTTP/2 connections (plain and HTTPS) are
+//! closed after their (small, configured) timeouts; transfers that keep moving are never cut;
+//! the connection cap queues new clients without disturbing the ones served, and says so in
+//! the log; bodies the application leaves unread still let the answer through (drained and
+//! kept alive under the bound, `Connection: close` and a clean close over it, a stream reset
+//! with NO_ERROR on HTTP/2 with the connection kept).
 //!
 //! Timing assertions use generous upper bounds (the machine may be loaded); lower bounds only
 //! check that a timeout did not fire before it was due.
@@ -21,6 +21,7 @@ use axum::http::StatusCode;
 use axum::routing::{any, get, put};
 use futures_util::StreamExt;
 use stowage_server::listener::{ConnSettings, Limits, serve_connections_with};
+use stowage_server::tls::{self, TlsAcceptor, TlsFiles};
 use stowage_testkit::wire::{CountingProxy, Framing, H1, h2};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -119,6 +120,10 @@ fn settings() -> ConnSettings {
 }
 
 async fn start(settings: ConnSettings) -> Server {
+    start_with(settings, None).await
+}
+
+async fn start_with(settings: ConnSettings, tls: Option<TlsAcceptor>) -> Server {
     logs();
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -127,7 +132,7 @@ async fn start(settings: ConnSettings) -> Server {
     let (stop, rx) = watch::channel(false);
     tokio::spawn(serve_connections_with(
         listener,
-        None,
+        tls,
         app(),
         rx,
         Limits::new(settings),
@@ -500,4 +505,59 @@ async fn early_answer_on_http2_resets_only_the_stream_with_no_error() {
         .flat_map(|f| f.payload.clone())
         .collect();
     assert_eq!(body, b"ok");
+}
+
+/// Over HTTPS the same holds: an idle HTTP/2 connection (ALPN `h2`) and an idle HTTP/1.1
+/// keep-alive connection are closed after the idle timeout (the first-byte and header
+/// timeouts are long here, so only the idle one can close them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_https_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = tls::self_signed(dir.path(), &[], SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let files = TlsFiles {
+        cert: set.cert.clone(),
+        key: set.key.clone(),
+    };
+    let (acceptor, _resolver) = tls::load(&files, Duration::ZERO).unwrap();
+    let s = start_with(
+        ConnSettings {
+            idle_timeout: Duration::from_secs(1),
+            ..settings()
+        },
+        Some(acceptor),
+    )
+    .await;
+    let proxy = CountingProxy::start(&s.addr).await;
+    let pem = std::fs::read(&set.ca_cert).unwrap();
+    for http1 in [false, true] {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .no_proxy()
+            .timeout(SOON);
+        if http1 {
+            b = b.http1_only();
+        }
+        let client = b.build().unwrap();
+        let before = proxy.closed_by_upstream();
+        let r = client
+            .get(format!("https://{}/", proxy.addr))
+            .send()
+            .await
+            .unwrap();
+        let want = if http1 {
+            reqwest::Version::HTTP_11
+        } else {
+            reqwest::Version::HTTP_2
+        };
+        assert_eq!(r.version(), want);
+        assert_eq!(r.text().await.unwrap(), "ok");
+        let started = Instant::now();
+        while proxy.closed_by_upstream() == before {
+            assert!(
+                started.elapsed() < SOON,
+                "idle HTTPS connection ({want:?}) still open"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

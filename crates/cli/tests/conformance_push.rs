@@ -167,6 +167,56 @@ async fn chunk_not_at_upload_end_is_416() {
         .expect_status(201);
 }
 
+/// A `Content-Range` whose length does not fit in 64 bits (`0-18446744073709551615`, which
+/// wraps to 0 with unchecked arithmetic and so "matched" an empty body) is refused with 416,
+/// with or without `Content-Length: 0`, on PATCH and on the closing PUT; the session survives.
+#[tokio::test]
+async fn content_range_whose_length_overflows_is_416() {
+    let reg = Reg::start();
+    let data = random_bytes(20);
+    let loc = reg.start_upload("push/overflow").await;
+    for range in ["0-18446744073709551615", "bytes 0-18446744073709551615/*"] {
+        let r = reg
+            .send(
+                reg.req(Method::PATCH, &loc)
+                    .header("content-type", "application/octet-stream")
+                    .header("content-range", range)
+                    .header("content-length", "0"),
+            )
+            .await;
+        r.expect_status(416);
+        assert_eq!(r.header("range"), Some("0-0"), "{r}");
+    }
+    // Without Content-Length (and no body), over raw TCP so nothing adds a length.
+    let path = strip_origin(&loc).to_string();
+    let r = common::raw::send(
+        &reg.server.addr,
+        &format!("PATCH {path} HTTP/1.1\r\nContent-Range: 0-18446744073709551615"),
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 416, "{r}");
+    let digest = sha256_digest(b"");
+    let r = reg
+        .send(
+            reg.req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
+                .header("content-type", "application/octet-stream")
+                .header("content-range", "0-18446744073709551615")
+                .header("content-length", "0"),
+        )
+        .await;
+    r.expect_status(416);
+    // The session is intact: the real bytes go in and the blob completes.
+    let loc = reg
+        .patch_chunk(&loc, 0, &data)
+        .await
+        .expect_status(202)
+        .location();
+    reg.put_upload(&loc, &sha256_digest(&data), b"")
+        .await
+        .expect_status(201);
+}
+
 /// Issue: "streamed PATCH without it [Content-Range]" (docker's upload style; v1.1.1 suite
 /// "streamed" workflow): each PATCH appends; the final PUT has no body.
 #[tokio::test]

@@ -41,7 +41,9 @@ pub fn apply_range(header: &str, len: u64) -> RangeOutcome {
             if start >= len {
                 return RangeOutcome::Unsatisfiable;
             }
-            let end = end.map_or(len - 1, |e| e.min(len - 1));
+            // `start < len` here, so `len >= 1`.
+            let last = len - 1;
+            let end = end.map_or(last, |e| e.min(last));
             RangeOutcome::Partial { start, end }
         }
         Some(Spec::Suffix(n)) => {
@@ -83,6 +85,12 @@ fn parse_one(s: &str) -> Option<Spec> {
         start,
         end: Some(end),
     })
+}
+
+/// The number of bytes in the inclusive range `start..=end`: None when `end < start` or the
+/// count does not fit in a `u64` (`0-18446744073709551615`), so callers never wrap.
+pub fn range_len(start: u64, end: u64) -> Option<u64> {
+    end.checked_sub(start)?.checked_add(1)
 }
 
 /// Parse the `Content-Range` of a chunk upload into inclusive `(start, end)`.
@@ -166,6 +174,34 @@ mod tests {
         assert_eq!(apply_range("bytes=0-1,5-6", 100), Full);
         assert_eq!(apply_range("bytes=0-1,x", 100), Unsatisfiable);
         assert_eq!(apply_range("items=0-1", 100), Full);
+    }
+
+    #[test]
+    fn lengths_never_wrap() {
+        assert_eq!(range_len(0, 0), Some(1));
+        assert_eq!(range_len(5, 9), Some(5));
+        assert_eq!(range_len(9, 5), None);
+        assert_eq!(range_len(0, u64::MAX), None);
+        assert_eq!(range_len(1, u64::MAX), Some(u64::MAX));
+        assert_eq!(range_len(u64::MAX, u64::MAX), Some(1));
+        // Parsing accepts such a range (it is well-formed); the upload refuses it.
+        assert_eq!(
+            parse_content_range("0-18446744073709551615"),
+            Some((0, u64::MAX))
+        );
+        assert_eq!(parse_content_range("0-18446744073709551616"), None);
+        assert_eq!(
+            apply_range("bytes=0-18446744073709551615", 10),
+            Partial { start: 0, end: 9 }
+        );
+        assert_eq!(
+            apply_range("bytes=-18446744073709551615", 10),
+            Partial { start: 0, end: 9 }
+        );
+        assert_eq!(
+            apply_range("bytes=18446744073709551615-", 10),
+            Unsatisfiable
+        );
     }
 
     #[test]

@@ -43,7 +43,11 @@ impl Registry {
         let (start, len, partial) = match range.map(|r| apply_range(r, size)) {
             None | Some(RangeOutcome::Full) => (0, size, None),
             Some(RangeOutcome::Partial { start, end }) => {
-                (start, end - start + 1, Some((start, end)))
+                let len = stowage_oci::range::range_len(start, end).ok_or_else(|| {
+                    Error::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
+                        .header("Content-Range", format!("bytes */{size}"))
+                })?;
+                (start, len, Some((start, end)))
             }
             Some(RangeOutcome::Unsatisfiable) => {
                 return Err(

@@ -50,6 +50,13 @@ pub struct ChunkRange {
     pub end: u64,
 }
 
+impl ChunkRange {
+    /// Bytes in the (inclusive) range; None when it is empty-or-inverted or does not fit a u64.
+    pub fn byte_count(&self) -> Option<u64> {
+        stowage_oci::range::range_len(self.start, self.end)
+    }
+}
+
 /// Marks an upload as being written; released on drop, whatever way the request ends.
 struct BusyGuard {
     set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -214,6 +221,19 @@ impl Registry {
         content_length: Option<u64>,
     ) -> Result<()> {
         let Some(r) = range else { return Ok(()) };
+        let Some(chunk_len) = r.byte_count() else {
+            // `0-18446744073709551615`: a length no body can have (and that would wrap).
+            return Err(Error::new(
+                ErrorCode::BlobUploadInvalid,
+                format!(
+                    "Content-Range {}-{} is not a valid range of bytes",
+                    r.start, r.end
+                ),
+            )
+            .status(416)
+            .header("Range", range_header(up.offset))
+            .header("Docker-Upload-UUID", up.id.clone()));
+        };
         if r.start != up.offset {
             return Err(Error::new(
                 ErrorCode::BlobUploadInvalid,
@@ -227,7 +247,7 @@ impl Registry {
             .header("Docker-Upload-UUID", up.id.clone()));
         }
         if let Some(len) = content_length
-            && len != r.end - r.start + 1
+            && len != chunk_len
         {
             return Err(Error::new(
                 ErrorCode::BlobUploadInvalid,
@@ -257,7 +277,7 @@ impl Registry {
             .upload_append(id, up.offset, body, hasher, true)
             .await?;
         if let Some(r) = range
-            && appended.len != r.end + 1
+            && Some(appended.len) != r.end.checked_add(1)
         {
             return Err(Error::new(
                 ErrorCode::BlobUploadInvalid,

@@ -282,3 +282,59 @@ async fn mounts_only_from_readable_repositories() {
         Started::Mounted { .. }
     ));
 }
+
+/// `Content-Range: 0-18446744073709551615` would wrap to a zero length (matching an empty
+/// body) with unchecked arithmetic: it is refused with 416, for PATCH and for the final PUT,
+/// and the session is left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn ranges_whose_length_overflows_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let repo = RepoName::parse("r").unwrap();
+    let Started::Session { id } = reg.upload_start(&repo, start()).await.unwrap() else {
+        panic!()
+    };
+    let empty = || -> ByteStream { Box::pin(futures_util::stream::empty()) };
+    let wrap = ChunkRange {
+        start: 0,
+        end: u64::MAX,
+    };
+    for len in [Some(0), None] {
+        let err = reg
+            .upload_patch(&repo, &id, "", Some(wrap), len, empty())
+            .await
+            .unwrap_err();
+        assert_eq!(err.http_status(), 416, "{err:?}");
+        assert_eq!(err.code, ErrorCode::BlobUploadInvalid);
+    }
+    let d = Digest::of(Algorithm::Sha256, b"");
+    let err = reg
+        .upload_finish(&repo, &id, "", &d, Some(wrap), Some(0), Some(empty()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 416, "{err:?}");
+    assert_eq!(reg.upload_status(&repo, &id, "").await.unwrap(), 0);
+    // The session still works.
+    let n = reg
+        .upload_patch(
+            &repo,
+            &id,
+            "",
+            Some(ChunkRange { start: 0, end: 2 }),
+            Some(3),
+            once(b"abc"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let wrap = ChunkRange {
+        start: 3,
+        end: u64::MAX,
+    };
+    let err = reg
+        .upload_patch(&repo, &id, "", Some(wrap), None, once(b"d"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 400, "an honest length mismatch: {err:?}");
+    assert_eq!(reg.upload_status(&repo, &id, "").await.unwrap(), 3);
+}

@@ -35,6 +35,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    pub limits: LimitsConfig,
 }
 
 /// `[log]`
@@ -89,6 +90,27 @@ pub struct MetricsConfig {
     pub allow: Vec<String>,
 }
 
+/// `[limits]`: connection-level protection (timeouts, the connection cap, unread bodies).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A new connection that sends nothing for this long is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub first_byte_timeout: Duration,
+    /// Once a request head has started, its headers must be complete within this.
+    #[serde(deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+    /// A keep-alive (HTTP/1.1) or HTTP/2 connection with no request in flight is closed after
+    /// this long.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// Connections served at once; None derives it from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// How many bytes of a request body the application left unread are still read (and
+    /// dropped) so the answer reaches the client and the connection stays usable.
+    pub drain: u64,
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -104,6 +126,19 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            first_byte_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: None,
+            drain: 64 * 1024 * 1024,
         }
     }
 }
@@ -271,6 +306,7 @@ impl Config {
             return Err("uploads.purge_interval must be positive".into());
         }
         self.metrics_allow()?;
+        self.limits.check()?;
         self.auth.check()?;
         self.tls.check()?;
         Ok(())
@@ -306,6 +342,21 @@ impl Config {
         PathBuf::from("stowage-data")
     }
 
+    /// The connection settings of the listener this configuration implies.
+    pub fn conn_settings(&self) -> crate::limits::ConnSettings {
+        let l = &self.limits;
+        crate::limits::ConnSettings {
+            first_byte_timeout: l.first_byte_timeout,
+            header_timeout: l.header_timeout,
+            idle_timeout: l.idle_timeout,
+            max_connections: l
+                .max_connections
+                .unwrap_or_else(crate::limits::default_max_connections),
+            drain: l.drain,
+            body_idle_timeout: self.body_idle_timeout,
+        }
+    }
+
     /// The registry behaviour settings this configuration implies.
     pub fn registry_settings(&self) -> stowage_registry::Settings {
         stowage_registry::Settings {
@@ -317,6 +368,24 @@ impl Config {
             max_page_size: self.listing.page_size.max(100_000),
             upload_purge_after: self.uploads.purge_after.as_secs(),
         }
+    }
+}
+
+impl LimitsConfig {
+    fn check(&self) -> Result<(), String> {
+        for (key, d) in [
+            ("first_byte_timeout", self.first_byte_timeout),
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("limits.{key} must be positive"));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -354,12 +423,35 @@ page_size = 50
 [metrics]
 enabled = true
 allow = ["127.0.0.1/32", "::1"]
+[limits]
+first_byte_timeout = "5s"
+header_timeout = "10s"
+idle_timeout = "2m"
+max_connections = 100
+drain = 1048576
 "#,
         )
         .unwrap();
         assert!(!c.delete_enabled);
         assert_eq!(c.uploads.purge_after, Duration::from_secs(7200));
         assert_eq!(c.metrics_allow().unwrap().len(), 2);
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
+        let s = c.conn_settings();
+        assert_eq!(s.max_connections, 100);
+        assert_eq!(s.drain, 1 << 20);
+        assert_eq!(s.first_byte_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn limit_defaults() {
+        let c = Config::default();
+        assert_eq!(c.limits.first_byte_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.limits.drain, 64 << 20);
+        let s = c.conn_settings();
+        assert!((1..=4096).contains(&s.max_connections), "{s:?}");
     }
 
     #[test]
@@ -372,6 +464,11 @@ allow = ["127.0.0.1/32", "::1"]
             "[manifests]\nmax_size = 1024",
             "[metrics]\nallow = [\"10.0.0.0/40\"]",
             "[uploads]\nbogus = true",
+            "[limits]\nbogus = 1",
+            "[limits]\nidle_timeout = \"0s\"",
+            "[limits]\nmax_connections = 0",
+            "[limits]\ndrain = -1",
+            "[limits]\nheader_timeout = \"soon\"",
             "listen = [",
         ] {
             assert!(Config::from_toml(bad).is_err(), "{bad}");

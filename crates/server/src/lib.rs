@@ -8,7 +8,9 @@
 //! - `metrics`: Prometheus counters and histograms, labelled by route template.
 //! - `auth`: who may do what (`--auth`), the token endpoint and the admin API.
 //! - `accounts`: user and token management shared by the admin API and the CLI.
-//! - `tls` / `listener`: HTTPS with certificate reload, and the accept loop.
+//! - `tls` / `listener`: HTTPS with certificate reload, and the accept loop; `limits`,
+//!   `activity` and `drain` are the listener's connection cap, timeouts and unread-body
+//!   handling.
 //! - `serve` (here): building the stores, the request pipeline, the listeners, background
 //!   purging of abandoned uploads, and graceful shutdown.
 //!
@@ -16,11 +18,14 @@
 //! when it opens them.
 
 pub mod accounts;
+mod activity;
 pub mod auth;
 pub mod config;
 mod config_security;
+mod drain;
 pub mod error;
 mod handlers;
+pub mod limits;
 pub mod listener;
 mod memory;
 pub mod metrics;
@@ -370,6 +375,18 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
         auth.spawn_background();
         state.auth = Some(auth);
     }
+    let open_files = limits::raise_open_file_limit();
+    let conn_settings = config.conn_settings();
+    if config.limits.max_connections.is_some() {
+        limits::check_headroom(conn_settings.max_connections);
+    }
+    tracing::debug!(
+        open_files,
+        max_connections = conn_settings.max_connections,
+        "connection limits"
+    );
+    // One cap for both listeners: they share the process's file descriptors.
+    let conn_limits = listener::Limits::new(conn_settings);
     let addr = config.listen_addr()?;
     let (acceptor, ca_cert) = start_tls(&config, addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -401,13 +418,20 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
             .map_err(|e| format!("cannot listen on {raddr}: {e}"))?;
         let app = listener::redirect_router(local.port());
         let rx = rx.clone();
+        let limits = conn_limits.clone();
         tokio::spawn(async move {
-            let _ = listener::serve_connections(rl, None, app, rx).await;
+            let _ = listener::serve_connections_with(rl, None, app, rx, limits).await;
         });
     }
     let https = acceptor.is_some();
     let app = router(state);
-    let handle = tokio::spawn(listener::serve_connections(listener, acceptor, app, rx));
+    let handle = tokio::spawn(listener::serve_connections_with(
+        listener,
+        acceptor,
+        app,
+        rx,
+        conn_limits,
+    ));
     let signals = ShutdownSignals::install()?;
     on_ready(&Ready {
         addr: local,

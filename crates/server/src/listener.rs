@@ -4,27 +4,36 @@
 //!
 //! This module owns connection-level concerns only: TCP options, the TLS handshake and its
 //! deadline, protocol selection, per-connection request extensions (peer address, whether the
-//! connection is secure), accept-error back-off and graceful shutdown. It must not look at
-//! requests beyond attaching those extensions (routing, auth and headers such as HSTS belong to
-//! the application), must not buffer request bodies (they stream straight to the handlers), and
-//! must never let one connection, however slow or silent, hold up the accept loop.
+//! connection is secure), the connection cap (`limits`), the first-byte, header and idle
+//! timeouts (`activity`), unread request bodies (`drain`), closing without resets, accept-error
+//! back-off and graceful shutdown. It must not look at requests beyond attaching those
+//! extensions (routing, auth and headers such as HSTS belong to the application), must not
+//! buffer request bodies (they stream straight to the handlers), and must never let one
+//! connection, however slow or silent, hold up the accept loop.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, Response, StatusCode, header, uri::Authority};
+use axum::http::{HeaderValue, Response, StatusCode, Version, header, uri::Authority};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
+use crate::activity::{Activity, Expiry, InFlight, Returned, Timeouts, TrackedIo};
+use crate::drain::{self, DrainSettings};
+use crate::limits::RateLimit;
+pub use crate::limits::{ConnSettings, Limits};
 use crate::tls::TlsAcceptor;
 
 /// Request extension: whether the request arrived over TLS, so the application can add
@@ -33,13 +42,16 @@ use crate::tls::TlsAcceptor;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Secure(pub bool);
 
-/// How long a client may take from connecting to completing the TLS handshake (or, on a plain
-/// listener, to sending its first byte) before the connection is dropped.
+/// How long a client may take from connecting to completing the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long an HTTP/1 client may take to send a request's headers; also closes keep-alive
-/// connections idle for that long (hyper starts this clock when it waits for a request head).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a graceful close for idleness (HTTP/2: GOAWAY), how long the peer may take before the
+/// connection is dropped anyway.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a closed connection keeps reading (and dropping) what the client still sends,
+/// after the server's half-close, so the client reads the answer instead of a TCP reset.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Pause after an accept error that is not about one connection (out of file descriptors,
 /// memory): retrying at once would spin while the condition lasts.
@@ -59,9 +71,12 @@ struct Engines {
 impl Engines {
     fn new() -> Engines {
         let mut auto = auto::Builder::new(TokioExecutor::new());
+        // Header and idle timeouts are the listener's own (`activity`): hyper's header read
+        // timeout also runs while a keep-alive connection waits, which would cut idle
+        // connections at the header timeout instead of the idle one.
         auto.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(None);
         auto.http2().timer(TokioTimer::new());
         Engines {
             http1: auto.clone().http1_only(),
@@ -79,26 +94,47 @@ impl Engines {
     }
 }
 
-/// Serve `app` on every connection `listener` accepts, over TLS when `tls` is given, until
-/// `shutdown` becomes true (or its sender is dropped).
-///
-/// Each connection gets its own task; requests carry `ConnectInfo<SocketAddr>` (the peer) and
-/// [`Secure`] in their extensions. On shutdown the listener is closed at once, idle
-/// connections are closed, connections with requests in flight finish those requests, and
-/// connections still in their handshake are dropped; this returns when all are done. The caller
-/// bounds that wait with its own timeout. Accept errors are logged and retried, never returned.
+/// [`serve_connections_with`] with the default [`Limits`].
 pub async fn serve_connections(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    serve_connections_with(listener, tls, app, shutdown, Limits::default()).await
+}
+
+/// Serve `app` on every connection `listener` accepts, over TLS when `tls` is given, until
+/// `shutdown` becomes true (or its sender is dropped), holding connections to `limits`.
+///
+/// Each connection gets its own task; requests carry `ConnectInfo<SocketAddr>` (the peer) and
+/// [`Secure`] in their extensions. At most `max_connections` are open at once: past that,
+/// accepting waits (clients queue in the listen backlog) and a warning says so. Connections
+/// are closed when silent, slow to send a head, or idle (see `activity`); bodies the
+/// application leaves unread are dealt with in `drain`.
+///
+/// On shutdown the listener is closed at once, idle connections are closed, connections with
+/// requests in flight finish those requests, and connections still in their handshake are
+/// dropped; this returns when all are done. The caller bounds that wait with its own timeout.
+/// Accept errors are logged (rate-limited) and retried, never returned.
+pub async fn serve_connections_with(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
     mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
 ) -> std::io::Result<()> {
     let engines = Arc::new(Engines::new());
-    let graceful = GracefulShutdown::new();
-    let stop = shutdown.clone();
+    // Every connection task holds a sender; `recv` returns None once all are gone.
+    let (alive, mut all_done) = mpsc::channel::<()>(1);
+    let accept_errors = RateLimit::new(Duration::from_secs(10));
     loop {
+        // A dropped sender counts as shutdown: nobody could ever stop this loop otherwise.
+        let slot = tokio::select! {
+            _ = shutdown.wait_for(|&stop| stop) => break,
+            slot = limits.slot() => slot,
+        };
         let accepted = tokio::select! {
-            // A dropped sender counts as shutdown: nobody could ever stop this loop otherwise.
             _ = shutdown.wait_for(|&stop| stop) => break,
             accepted = listener.accept() => accepted,
         };
@@ -109,10 +145,10 @@ pub async fn serve_connections(
                     tls: tls.clone(),
                     app: app.clone(),
                     peer,
-                    stop: stop.clone(),
-                    // Taken before the task starts, so a shutdown signalled while the task is
-                    // still queued is not missed and is waited for.
-                    watcher: graceful.watcher(),
+                    stop: shutdown.clone(),
+                    limits: limits.clone(),
+                    slot,
+                    alive: alive.clone(),
                 };
                 tokio::spawn(connection.run(stream));
             }
@@ -120,7 +156,9 @@ pub async fn serve_connections(
                 tracing::debug!(error = %e, "connection failed before it was accepted");
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot accept connections; retrying shortly");
+                if accept_errors.allow() {
+                    tracing::error!(error = %e, "cannot accept connections; retrying shortly");
+                }
                 tokio::select! {
                     _ = shutdown.wait_for(|&stop| stop) => break,
                     () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
@@ -130,11 +168,9 @@ pub async fn serve_connections(
     }
     // Close the socket first so new clients are refused rather than left waiting.
     drop(listener);
-    tracing::debug!(
-        connections = graceful.count(),
-        "listener closed; draining connections"
-    );
-    graceful.shutdown().await;
+    drop(alive);
+    tracing::debug!("listener closed; draining connections");
+    let _ = all_done.recv().await;
     Ok(())
 }
 
@@ -158,7 +194,17 @@ struct Connection {
     app: Router,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
-    watcher: Watcher,
+    limits: Limits,
+    /// This connection's place under the cap, held until its socket is closed.
+    slot: OwnedSemaphorePermit,
+    /// Dropped when the connection no longer matters to shutdown.
+    alive: mpsc::Sender<()>,
+}
+
+/// A connection past its opening phase. The TLS state is boxed: it is much larger than a socket.
+enum Opened {
+    Plain(TrackedIo),
+    Tls(Box<tokio_rustls::server::TlsStream<TrackedIo>>),
 }
 
 impl Connection {
@@ -169,85 +215,213 @@ impl Connection {
             app,
             peer,
             mut stop,
-            watcher,
+            limits,
+            slot,
+            alive,
         } = self;
         // Registry traffic is request/response with small heads; Nagle would only add latency.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
+        let settings = limits.settings();
+        let activity = Activity::new();
         // The opening phase (TLS handshake, or waiting for the first byte) is bounded, and
         // abandoned on shutdown: no request can be in flight yet, so nothing is lost.
-        let opening = async {
-            match tls {
-                Some(acceptor) => acceptor
-                    .accept(stream)
-                    .await
-                    .map(|s| Stream::Tls(Box::new(s))),
-                None => stream.readable().await.map(|()| Stream::Plain(stream)),
-            }
-        };
         let opened = tokio::select! {
-            opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, opening) => opened,
+            opened = open(stream, tls.as_ref(), &activity, settings.first_byte_timeout) => opened,
             _ = stop.wait_for(|&stop| stop) => return,
         };
-        let stream = match opened {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "connection failed before its first request (TLS handshake)");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "handshake or first byte not received in time; closing");
+        let (opened, back) = match opened {
+            Ok(opened) => opened,
+            Err(why) => {
+                tracing::debug!(%peer, "{why}");
                 return;
             }
         };
-        let result = match stream {
-            Stream::Plain(stream) => {
-                let service = service(app, peer, false);
-                let conn = engines.auto.serve_connection(TokioIo::new(stream), service);
-                watcher.watch(conn).await
+        activity.reset();
+        let timeouts = Timeouts {
+            first_byte: settings.first_byte_timeout,
+            header: settings.header_timeout,
+            idle: settings.idle_timeout,
+        };
+        let drain = DrainSettings {
+            bound: settings.drain,
+            frame_timeout: settings.body_idle_timeout,
+        };
+        let result = match opened {
+            Opened::Plain(io) => {
+                let service = AppService::new(app, peer, false, &activity, drain);
+                let conn = engines.auto.serve_connection(TokioIo::new(io), service);
+                drive(conn, &activity, timeouts, &mut stop).await
             }
-            Stream::Tls(stream) => {
-                let engine = engines.for_alpn(stream.get_ref().1.alpn_protocol());
-                let service = service(app, peer, true);
-                let conn = engine.serve_connection(TokioIo::new(stream), service);
-                watcher.watch(conn).await
+            Opened::Tls(io) => {
+                let alpn = io.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                if alpn.as_deref() == Some(b"h2") {
+                    activity.set_h2();
+                }
+                let engine = engines.for_alpn(alpn.as_deref());
+                let service = AppService::new(app, peer, true, &activity, drain);
+                let conn = engine.serve_connection(TokioIo::new(io), service);
+                drive(conn, &activity, timeouts, &mut stop).await
             }
         };
-        if let Err(e) = result {
+        match result {
+            Ok(Ending::Done) => {}
+            Ok(Ending::TimedOut(why)) => {
+                tracing::debug!(%peer, ?why, "connection timed out; closing");
+            }
             // Clients vanishing mid-connection is routine; not worth more than debug.
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        }
+        // The connection (and its socket wrapper) is gone: the socket came back.
+        drop(alive);
+        let mut back = back;
+        if let Ok(Returned {
+            stream,
+            peer_closed,
+        }) = back.try_recv()
+            && !peer_closed
+        {
+            linger(stream).await;
+        }
+        drop(slot);
+    }
+}
+
+/// TLS handshake (within [`HANDSHAKE_TIMEOUT`]) or, on a plain listener, the first byte
+/// (within `first_byte`). The socket is wrapped first, so it comes back when dropped.
+async fn open(
+    stream: TcpStream,
+    tls: Option<&TlsAcceptor>,
+    activity: &Arc<Activity>,
+    first_byte: Duration,
+) -> Result<(Opened, oneshot::Receiver<Returned>), String> {
+    match tls {
+        Some(acceptor) => {
+            let (io, back) = TrackedIo::new(stream, activity.clone(), false);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                Ok(Ok(s)) => Ok((Opened::Tls(Box::new(s)), back)),
+                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                Err(_) => Err("TLS handshake not completed in time; closing".into()),
+            }
+        }
+        None => match tokio::time::timeout(first_byte, stream.readable()).await {
+            Ok(Ok(())) => {
+                let (io, back) = TrackedIo::new(stream, activity.clone(), true);
+                Ok((Opened::Plain(io), back))
+            }
+            Ok(Err(e)) => Err(format!("connection failed before its first byte: {e}")),
+            Err(_) => Err("first byte not received in time; closing".into()),
+        },
+    }
+}
+
+/// How [`drive`] ended a connection.
+enum Ending {
+    Done,
+    TimedOut(Expiry),
+}
+
+/// Run a connection until it ends, closing it when a timeout of `activity` applies or the
+/// server shuts down (gracefully: requests in flight finish).
+async fn drive<C>(
+    conn: C,
+    activity: &Activity,
+    timeouts: Timeouts,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Ending, C::Error>
+where
+    C: GracefulConnection,
+{
+    let mut conn = pin!(conn);
+    let mut stopping = false;
+    let mut idle_close: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => return result.map(|()| Ending::Done),
+            _ = stop.wait_for(|&stop| stop), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            why = activity.expired(timeouts), if idle_close.is_none() && !stopping => match why {
+                Expiry::Head => return Ok(Ending::TimedOut(why)),
+                Expiry::Idle => {
+                    conn.as_mut().graceful_shutdown();
+                    idle_close = Some(Box::pin(tokio::time::sleep(IDLE_CLOSE_GRACE)));
+                }
+            },
+            () = async { idle_close.as_mut().expect("guarded").await }, if idle_close.is_some() => {
+                return Ok(Ending::TimedOut(Expiry::Idle));
+            }
         }
     }
 }
 
-/// A connection past its opening phase. The TLS state is boxed: it is much larger than a socket.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+/// Close `stream` without a TCP reset: half-close (FIN after everything written), then read
+/// and drop what the client still sends, until it closes too or [`LINGER`] passes. Closing a
+/// socket with unread input makes the kernel send a reset, which can destroy the response the
+/// client has not read yet.
+async fn linger(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut buf = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
-/// The hyper service for one connection: tags each request with the connection's facts, turns
-/// its body into axum's (still streaming) and hands it to the router.
-fn service(
+/// The hyper service for one connection: tags each request with the connection's facts,
+/// counts it in flight until its response is done, and runs it through `drain` and the router.
+#[derive(Clone)]
+struct AppService {
     app: Router,
     peer: SocketAddr,
     secure: bool,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future = axum::routing::future::RouteFuture<Infallible>,
-> + Clone {
-    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+    activity: Arc<Activity>,
+    drain: DrainSettings,
+}
+
+impl AppService {
+    fn new(
+        app: Router,
+        peer: SocketAddr,
+        secure: bool,
+        activity: &Arc<Activity>,
+        drain: DrainSettings,
+    ) -> AppService {
+        AppService {
+            app,
+            peer,
+            secure,
+            activity: activity.clone(),
+            drain,
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for AppService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let extensions = req.extensions_mut();
-        extensions.insert(ConnectInfo(peer));
-        extensions.insert(Secure(secure));
+        extensions.insert(ConnectInfo(self.peer));
+        extensions.insert(Secure(self.secure));
+        if req.version() == Version::HTTP_2 {
+            self.activity.set_h2();
+        }
+        let in_flight: InFlight = self.activity.request();
         // The router is a cheap handle (an `Arc` inside); a clone per request is how
-        // `axum::serve` drives it too. Its `poll_ready` is always ready, so calling directly
-        // is allowed.
-        tower_service::Service::call(&mut app.clone(), req.map(Body::new))
-    })
+        // `axum::serve` drives it too.
+        let app = self.app.clone();
+        let drain = self.drain;
+        Box::pin(async move { Ok(drain::serve(app, req, drain, in_flight).await) })
+    }
 }
 
 /// The application for a plain-HTTP listener next to an HTTPS one: every request is answered

@@ -211,9 +211,9 @@ async fn stream_append(
             Ok(chunk) if chunk.is_empty() => {}
             Ok(chunk) => {
                 if htx.send(chunk.clone()).await.is_err() || tx.send(chunk).await.is_err() {
-                    // A worker failed (its error is returned below). Read a bounded rest of the
-                    // body so the client gets the error response rather than a reset.
-                    drain(&mut feed, DRAIN_AFTER_ERROR).await;
+                    // A worker failed (its error is returned below). The rest of the body is
+                    // the HTTP layer's business: it reads a bounded amount so the client gets
+                    // the error response rather than a reset.
                     break;
                 }
             }
@@ -228,23 +228,6 @@ async fn stream_append(
     let len = writer.run().await?;
     let hasher = hashing.run().await?;
     Ok((len, hasher, body_err))
-}
-
-/// How much of a failed upload's body is still read (and dropped) so the client sees the error.
-const DRAIN_AFTER_ERROR: u64 = 64 * 1024 * 1024;
-
-/// Read and drop up to `limit` bytes of what is left of a body.
-async fn drain(
-    body: &mut (impl futures_util::Stream<Item = io::Result<Bytes>> + Unpin),
-    limit: u64,
-) {
-    let mut seen = 0;
-    while seen < limit {
-        match body.next().await {
-            Some(Ok(chunk)) => seen += chunk.len() as u64,
-            _ => return,
-        }
-    }
 }
 
 /// Hash every chunk received, on a blocking thread.
@@ -295,7 +278,11 @@ impl BlobStore for FsBlobStore {
                 }
                 Err(e) => return Err(e.into()),
             };
-            if file.metadata()?.len() < start + len {
+            let file_len = file.metadata()?.len();
+            if start
+                .checked_add(len)
+                .is_none_or(|wanted| file_len < wanted)
+            {
                 return Err(StorageError::Io(io::Error::other(format!(
                     "blob file {} is shorter than recorded",
                     path.display()

@@ -4,8 +4,9 @@
 //! reference registry for comparison (`distribution`) and the choice between them (`target`);
 //! building small but real container images and OCI layouts (`image`); and driving real
 //! clients (`skopeo`, `podman`, `containerd`, a private `docker` engine, via `tools` and the
-//! tiny `http` client), with `tls` making them trust an HTTPS registry's CA; and running
-//! stowage's own client commands with isolated credentials (`client`). It must never be a
+//! tiny `http` client), with `tls` making them trust an HTTPS registry's CA; running stowage's
+//! own client commands with isolated credentials (`client`); and wire-level HTTP/1.1 and HTTP/2
+//! clients plus a connection-counting proxy for connection tests (`wire`). It must never be a
 //! dependency of production code.
 
 pub mod client;
@@ -20,3 +21,4 @@ pub mod skopeo;
 pub mod target;
 pub mod tls;
 pub mod tools;
+pub mod wire;

@@ -48,7 +48,10 @@ pub(super) async fn get(
     b = match blob.partial {
         Some((start, end)) => b
             .status(206)
-            .header(header::CONTENT_LENGTH, end - start + 1)
+            .header(
+                header::CONTENT_LENGTH,
+                stowage_oci::range::range_len(start, end).unwrap_or(0),
+            )
             .header(
                 header::CONTENT_RANGE,
                 format!("bytes {start}-{end}/{}", blob.size),

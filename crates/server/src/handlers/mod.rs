@@ -152,7 +152,7 @@ pub(crate) fn body_stream(state: &AppState, body: Body, limit: Option<u64>) -> B
                     Ok(None) => None,
                     Ok(Some(Err(e))) => Some((Err(io::Error::other(e)), (inner, seen, true))),
                     Ok(Some(Ok(chunk))) => {
-                        let seen = seen + chunk.len() as u64;
+                        let seen = seen.saturating_add(chunk.len() as u64);
                         metrics.add_in(chunk.len() as u64);
                         if let Some(limit) = limit
                             && seen > limit

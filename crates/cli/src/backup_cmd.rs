@@ -31,8 +31,9 @@ use crate::progress::Reporter;
 /// `stowage backup` arguments.
 #[derive(Args)]
 pub struct BackupArgs {
-    /// The data directory to back up (default: the configuration's, else the built-in default).
-    #[arg(long, env = "STOWAGE_DATA", conflicts_with = "config")]
+    /// The data directory to back up (wins over --config; default: the configuration's data
+    /// directory, else the built-in default).
+    #[arg(long, env = "STOWAGE_DATA")]
     pub data: Option<PathBuf>,
     /// Back up the data directory of this configuration file.
     #[arg(long, env = "STOWAGE_CONFIG")]

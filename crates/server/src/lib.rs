@@ -360,13 +360,13 @@ impl ShutdownSignals {
     }
 }
 
-/// Bind `addr`, saying clearly when the address is taken.
+/// Bind `addr` (the address of the setting `what`), saying clearly when it is taken.
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             format!(
-                "cannot listen on {addr} ({what}): the address is already in use (is another \
-                 registry running?); stop it or choose another address with --listen"
+                "cannot listen on {addr}: the address is already in use (is another registry \
+                 running?); stop it or choose another address with {what}"
             )
         } else {
             format!("cannot listen on {addr} ({what}): {e}")
@@ -382,7 +382,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, S
 /// `metadata.db`, so that file alone holds everything.
 pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
     let addr = config.listen_addr()?;
-    let listener = bind(addr, "listen").await?;
+    let listener = bind(addr, "--listen").await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let redirect = match &config.tls.redirect_listen {
         Some(r) => {

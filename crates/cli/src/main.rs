@@ -225,7 +225,16 @@ enum ConfigCommand {
 
 fn serve_config(args: ServeArgs) -> Result<Config, String> {
     let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
+        // A bad file: every problem in it, as `config check` reports them.
+        Some(path) => Config::from_file(path).map_err(|first| {
+            let all = stowage_server::config_check::check_file(path);
+            if all.is_empty() {
+                first
+            } else {
+                let at = |p: &String| format!("{}: {p}", path.display());
+                all.iter().map(at).collect::<Vec<_>>().join("\n")
+            }
+        })?,
         None => Config::default(),
     };
     if let Some(l) = args.listen {

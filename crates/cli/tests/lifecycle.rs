@@ -509,3 +509,25 @@ fn after_sigterm_metadata_db_alone_holds_everything() {
     let digest = cli.ok_line(&["digest", &format!("{}/team/kept:v1", again.addr)]);
     assert_eq!(digest, info.manifest_digest);
 }
+
+#[test]
+fn serve_with_a_bad_file_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "listen = \"x\"\n[log]\nformatt = \"json\"\n").unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log.formatt") && err.contains("listen must be"),
+        "{err}"
+    );
+    assert!(!data.exists());
+}

@@ -77,12 +77,37 @@ fn backup_while_serving_restores_every_image_and_account() {
         v["token"].as_str().unwrap().to_string()
     });
 
-    // A big push in flight while the backup runs.
+    // An upload session left half done, and a big push in flight while the backup runs.
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/v2/team/app/blobs/uploads/", server.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let url = if location.starts_with('/') {
+            format!("{}{location}", server.url)
+        } else {
+            location
+        };
+        let r = http
+            .patch(url)
+            .basic_auth(USER, Some(PASSWORD))
+            .header("content-type", "application/octet-stream")
+            .body(vec![7u8; 1000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    });
     let big = tmp.path().join("big");
     let big_info = image::write_oci_layout(
         &big,
         "v1",
-        &ImageSpec::new("backup-big").with_payload(24 << 20),
+        &ImageSpec::new("backup-big").with_payload(48 << 20),
     );
     let big_ref = format!("{}/team/big:v1", server.addr);
     let pusher = {
@@ -93,7 +118,7 @@ fn backup_while_serving_restores_every_image_and_account() {
         );
         std::thread::spawn(move || c2.run(&["push", "-q", "--creds", &creds(), &src, &dst]))
     };
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let dest = tmp.path().join("backup");
     let out = c.run(&[
         "backup",
@@ -107,6 +132,13 @@ fn backup_while_serving_restores_every_image_and_account() {
         "{}",
         out.stdout
     );
+    assert!(
+        out.stderr
+            .contains("upload session(s) in progress were not backed up"),
+        "{}",
+        out.describe("the skipped upload session is reported")
+    );
+    eprintln!("backup: {}{}", out.stdout, out.stderr);
     let big_pushed = pusher.join().unwrap().success();
 
     // Private.

@@ -13,27 +13,37 @@ use stowage_client::image_ref::ImageRef;
 use stowage_client::layout::Layout;
 use stowage_client::transfer::{self, End, Location, Platform, Platforms};
 
+use crate::failure::{Failure, usage};
 pub use crate::net::Net;
 use crate::progress::Reporter;
 
-fn image(reference: &str) -> Result<ImageRef, String> {
-    ImageRef::parse(reference.strip_prefix("docker://").unwrap_or(reference))
-        .map_err(|e| e.to_string())
+/// A registry reference from the command line (invalid: a usage error).
+fn image(reference: &str) -> Result<ImageRef, Failure> {
+    usage(
+        ImageRef::parse(reference.strip_prefix("docker://").unwrap_or(reference))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// A location given on the command line: `oci:` and registry references as such; a plain path
-/// (starting with `.` or `/`) is an OCI layout.
-fn location(s: &str) -> Result<Location, String> {
+/// (starting with `.` or `/`) is an OCI layout. Invalid: a usage error.
+fn location(s: &str) -> Result<Location, Failure> {
     if s.starts_with('/') || s.starts_with("./") || s.starts_with("../") {
-        return Location::parse(&format!("oci:{s}"));
+        return usage(Location::parse(&format!("oci:{s}")));
     }
-    Location::parse(s)
+    usage(Location::parse(s))
 }
 
-fn platforms(platform: &Option<String>, all: bool, default_all: bool) -> Result<Platforms, String> {
+fn platforms(
+    platform: &Option<String>,
+    all: bool,
+    default_all: bool,
+) -> Result<Platforms, Failure> {
     match (platform, all) {
-        (Some(_), true) => Err("--platform and --all-platforms exclude each other".into()),
-        (Some(p), false) => Ok(Platforms::One(Platform::parse(p)?)),
+        (Some(_), true) => Err(Failure::Usage(
+            "--platform and --all-platforms exclude each other".into(),
+        )),
+        (Some(p), false) => Ok(Platforms::One(usage(Platform::parse(p))?)),
         (None, true) => Ok(Platforms::All),
         (None, false) if default_all => Ok(Platforms::All),
         (None, false) => Ok(Platforms::One(Platform::host())),
@@ -47,7 +57,7 @@ pub async fn pull(
     dest: Option<&str>,
     platform: &Option<String>,
     all: bool,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let img = image(reference)?;
     let dest = match dest {
         // A pull writes locally: a bare name is a directory, never a registry.
@@ -76,13 +86,8 @@ pub async fn pull(
         },
         other => other,
     };
-    copy_between(
-        net,
-        &Location::Registry(img),
-        &dest,
-        platforms(platform, all, false)?,
-    )
-    .await
+    let p = platforms(platform, all, false)?;
+    Ok(copy_between(net, &Location::Registry(img), &dest, p).await?)
 }
 
 /// `stowage push SRC REF`.
@@ -92,21 +97,17 @@ pub async fn push(
     reference: &str,
     platform: &Option<String>,
     all: bool,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let src = location(src)?;
     if let Location::Registry(_) = src {
-        return Err(
+        return Err(Failure::Usage(
             "push takes a local image (oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE) first; use `stowage copy` between registries"
                 .into(),
-        );
+        ));
     }
-    copy_between(
-        net,
-        &src,
-        &Location::Registry(image(reference)?),
-        platforms(platform, all, true)?,
-    )
-    .await
+    let dst = Location::Registry(image(reference)?);
+    let p = platforms(platform, all, true)?;
+    Ok(copy_between(net, &src, &dst, p).await?)
 }
 
 /// `stowage copy SRC DST`.
@@ -116,14 +117,10 @@ pub async fn copy(
     dst: &str,
     platform: &Option<String>,
     all: bool,
-) -> Result<(), String> {
-    copy_between(
-        net,
-        &location(src)?,
-        &location(dst)?,
-        platforms(platform, all, true)?,
-    )
-    .await
+) -> Result<(), Failure> {
+    let (src, dst) = (location(src)?, location(dst)?);
+    let p = platforms(platform, all, true)?;
+    Ok(copy_between(net, &src, &dst, p).await?)
 }
 
 async fn copy_between(
@@ -179,7 +176,7 @@ async fn copy_between(
 }
 
 /// `stowage tags REF`: every tag, all pages.
-pub async fn tags(net: &Net, reference: &str) -> Result<(), String> {
+pub async fn tags(net: &Net, reference: &str) -> Result<(), Failure> {
     let img = image(reference)?;
     let c = net.connect(&img).await?;
     let tags = c
@@ -193,7 +190,7 @@ pub async fn tags(net: &Net, reference: &str) -> Result<(), String> {
 }
 
 /// `stowage digest REF`: the digest of the manifest (or index) the reference names.
-pub async fn digest(net: &Net, reference: &str) -> Result<(), String> {
+pub async fn digest(net: &Net, reference: &str) -> Result<(), Failure> {
     let img = image(reference)?;
     let end = End::Registry {
         client: net.connect(&img).await?,
@@ -205,15 +202,18 @@ pub async fn digest(net: &Net, reference: &str) -> Result<(), String> {
 }
 
 /// `stowage delete REF` (the tag) or `stowage delete --manifest REF` (the manifest by digest).
-pub async fn delete(net: &Net, reference: &str, manifest: bool) -> Result<(), String> {
+pub async fn delete(net: &Net, reference: &str, manifest: bool) -> Result<(), Failure> {
     let img = image(reference)?;
+    if !manifest && img.tag.is_none() {
+        return Err(Failure::Usage(format!(
+            "{img}: name the tag to delete (REPO:TAG), or use --manifest to delete by digest"
+        )));
+    }
     let c = net.connect(&img).await?;
     let repo = &img.repository;
     if !manifest {
         let Some(tag) = &img.tag else {
-            return Err(format!(
-                "{img}: name the tag to delete (REPO:TAG), or use --manifest to delete by digest"
-            ));
+            return Err(Failure::Usage(format!("{img}: no tag to delete")));
         };
         return match c.manifest_delete(repo, tag.as_str()).await {
             Ok(()) => {
@@ -221,11 +221,11 @@ pub async fn delete(net: &Net, reference: &str, manifest: bool) -> Result<(), St
                 Ok(())
             }
             Err(e) if matches!(e.status(), Some(400 | 405)) || e.code() == Some("UNSUPPORTED") => {
-                Err(format!(
+                Err(Failure::Failed(format!(
                     "{img}: the registry does not support deleting tags ({e}); `stowage delete --manifest` deletes the image by digest, with every tag that points at it"
-                ))
+                )))
             }
-            Err(e) => Err(format!("{img}: {e}")),
+            Err(e) => Err(Failure::Failed(format!("{img}: {e}"))),
         };
     }
     let end = End::Registry {
@@ -262,7 +262,7 @@ pub async fn login(
     host: &str,
     username: Option<String>,
     password_stdin: bool,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let host = host
         .trim_start_matches("https://")
         .trim_start_matches("http://")
@@ -330,7 +330,7 @@ pub async fn login(
 }
 
 /// `stowage logout HOST`.
-pub fn logout(net: &Net, host: &str) -> Result<(), String> {
+pub fn logout(net: &Net, host: &str) -> Result<(), Failure> {
     let host = host
         .trim_start_matches("https://")
         .trim_start_matches("http://")
@@ -352,16 +352,17 @@ pub async fn unpack(
     reference: &str,
     dir: &str,
     platform: &Option<String>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let target = PathBuf::from(dir);
     // A root filesystem is written whole into an empty (or new) directory, never mixed into
     // an existing tree; on failure nothing half-written is left behind.
     if std::fs::read_dir(&target).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(format!(
+        return Err(Failure::Usage(format!(
             "{dir} is not empty: unpack writes a complete root filesystem into an empty or new directory"
-        ));
+        )));
     }
     let src = location(reference)?;
+    let p = platforms(platform, false, false)?;
     let from = net.end(&src, false).await?;
     let from = &from.end;
     let work = crate::net::scratch_dir();
@@ -372,7 +373,6 @@ pub async fn unpack(
             tag: Some("unpack".into()),
         };
         let reporter = Arc::new(Reporter::new(net.quiet));
-        let p = platforms(platform, false, false)?;
         let written = transfer::copy(from, &to, &p, net.jobs, reporter.clone()).await;
         reporter.finish();
         let written = written?;
@@ -391,14 +391,14 @@ pub async fn unpack(
             eprintln!("warning: {w}");
         }
         outln!("{}", written.digest);
-        Ok(())
+        Ok::<(), String>(())
     }
     .await;
     let _ = std::fs::remove_dir_all(&work);
     if result.is_err() && target.exists() {
         let _ = std::fs::remove_dir_all(&target);
     }
-    result
+    Ok(result?)
 }
 
 /// Write bytes to stdout as they are; a closed stdout ends the program quietly.

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use stowage_client::transfer::{self, End, Location, Platform};
 
 use crate::client_cmd::Net;
+use crate::failure::{Failure, usage};
 
 fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -43,8 +44,10 @@ pub async fn inspect(
     raw: bool,
     as_json: bool,
     platform: &Option<String>,
-) -> Result<(), String> {
-    let loc = Location::parse(reference)?;
+) -> Result<(), Failure> {
+    let loc = usage(Location::parse(reference))?;
+    let want = platform.as_deref().map(Platform::parse).transpose();
+    let want = usage(want)?;
     let opened = net.end(&loc, false).await?;
     let end = &opened.end;
     let start = match end {
@@ -61,7 +64,7 @@ pub async fn inspect(
     let mut manifest = top.clone();
     let mut mv = v.clone();
     if v.get("manifests").is_some() {
-        let Some(p) = platform else {
+        let Some(want) = &want else {
             if as_json {
                 outln!(
                     "{}",
@@ -83,7 +86,6 @@ pub async fn inspect(
             }
             return Ok(());
         };
-        let want = Platform::parse(p)?;
         let child = v["manifests"]
             .as_array()
             .into_iter()

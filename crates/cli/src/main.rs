@@ -1,7 +1,8 @@
 //! The `stowage` binary: a thin command-line layer over the server crate.
 //!
 //! `stowage serve` runs the registry; `stowage config check` validates a configuration file;
-//! `stowage user` and `stowage token` manage accounts (see `accounts_cmd`).
+//! `stowage user` and `stowage token` manage accounts (see `accounts_cmd`); `stowage backup`
+//! copies a data directory consistently (see `backup_cmd`).
 //! Configuration is layered defaults -> file (`--config` / `STOWAGE_CONFIG`) -> environment
 //! and flags (each flag has a `STOWAGE_*` variable; an explicit flag wins over the variable).
 
@@ -27,13 +28,16 @@ macro_rules! outln {
 }
 
 mod accounts_cmd;
+mod backup_cmd;
 mod client_cmd;
+mod failure;
 mod inspect_cmd;
 mod net;
 mod progress;
 mod remote;
 
 use client_cmd::Net;
+use failure::Failure;
 
 use accounts_cmd::{Target, TokenCommand, UserCommand};
 
@@ -156,6 +160,8 @@ enum Command {
         #[command(flatten)]
         net: Net,
     },
+    /// Back up a registry's data directory (consistent, also while a server runs) into DEST.
+    Backup(backup_cmd::BackupArgs),
     /// Manage users (on a store with --data/--config, or a server with --server).
     User {
         #[command(subcommand)]
@@ -193,7 +199,8 @@ struct ServeArgs {
     #[arg(long, env = "STOWAGE_AUTH")]
     auth: bool,
     /// A repository pattern anyone may pull, e.g. 'library/**' (repeatable; `auth.public`).
-    #[arg(long = "public")]
+    /// STOWAGE_PUBLIC holds one or more, separated by commas or whitespace.
+    #[arg(long = "public", env = "STOWAGE_PUBLIC")]
     public: Vec<String>,
     /// Serve HTTPS with a generated development certificate kept in the data directory
     /// (`tls.self_signed`); its CA file is printed at start.
@@ -218,7 +225,16 @@ enum ConfigCommand {
 
 fn serve_config(args: ServeArgs) -> Result<Config, String> {
     let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
+        // A bad file: every problem in it, as `config check` reports them.
+        Some(path) => Config::from_file(path).map_err(|first| {
+            let all = stowage_server::config_check::check_file(path);
+            if all.is_empty() {
+                first
+            } else {
+                let at = |p: &String| format!("{}: {p}", path.display());
+                all.iter().map(at).collect::<Vec<_>>().join("\n")
+            }
+        })?,
         None => Config::default(),
     };
     if let Some(l) = args.listen {
@@ -236,7 +252,15 @@ fn serve_config(args: ServeArgs) -> Result<Config, String> {
     if args.auth {
         config.auth.enabled = true;
     }
-    config.auth.public.extend(args.public);
+    // `STOWAGE_PUBLIC='library/** team/base'` arrives as one value: split it (patterns never
+    // hold commas or whitespace).
+    config.auth.public.extend(
+        args.public
+            .iter()
+            .flat_map(|p| p.split(|c: char| c == ',' || c.is_whitespace()))
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+    );
     if args.tls_self_signed {
         config.tls.self_signed = true;
     }
@@ -258,13 +282,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn finish(r: Result<(), String>) -> ExitCode {
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    failure::exit(r.map_err(Failure::Failed))
+}
+
+/// Run a client command: its flags checked first (a bad value is a usage error, exit 2).
+fn run_client(net: &Net, work: impl std::future::Future<Output = Result<(), Failure>>) -> ExitCode {
+    failure::exit((|| {
+        failure::usage(net.check())?;
+        let rt = runtime()?;
+        rt.block_on(work)
+    })())
 }
 
 fn main() -> ExitCode {
@@ -275,109 +302,97 @@ fn main() -> ExitCode {
             username,
             password_stdin,
             net,
-        } => {
-            finish(runtime().and_then(|rt| {
-                rt.block_on(client_cmd::login(&net, &host, username, password_stdin))
-            }))
-        }
-        Command::Logout { host, net } => finish(client_cmd::logout(&net, &host)),
+        } => run_client(
+            &net,
+            client_cmd::login(&net, &host, username, password_stdin),
+        ),
+        Command::Logout { host, net } => failure::exit(
+            failure::usage(net.check()).and_then(|()| client_cmd::logout(&net, &host)),
+        ),
         Command::Pull {
             reference,
             dest,
             platform,
             all_platforms,
             net,
-        } => finish(runtime().and_then(|rt| {
-            rt.block_on(client_cmd::pull(
-                &net,
-                &reference,
-                dest.as_deref(),
-                &platform,
-                all_platforms,
-            ))
-        })),
+        } => run_client(
+            &net,
+            client_cmd::pull(&net, &reference, dest.as_deref(), &platform, all_platforms),
+        ),
         Command::Push {
             source,
             reference,
             platform,
             all_platforms,
             net,
-        } => finish(runtime().and_then(|rt| {
-            rt.block_on(client_cmd::push(
-                &net,
-                &source,
-                &reference,
-                &platform,
-                all_platforms,
-            ))
-        })),
+        } => run_client(
+            &net,
+            client_cmd::push(&net, &source, &reference, &platform, all_platforms),
+        ),
         Command::Copy {
             source,
             destination,
             platform,
             all_platforms,
             net,
-        } => finish(runtime().and_then(|rt| {
-            rt.block_on(client_cmd::copy(
-                &net,
-                &source,
-                &destination,
-                &platform,
-                all_platforms,
-            ))
-        })),
+        } => run_client(
+            &net,
+            client_cmd::copy(&net, &source, &destination, &platform, all_platforms),
+        ),
         Command::Inspect {
             reference,
             raw,
             json,
             platform,
             net,
-        } => finish(runtime().and_then(|rt| {
-            rt.block_on(inspect_cmd::inspect(&net, &reference, raw, json, &platform))
-        })),
-        Command::Tags { reference, net } => {
-            finish(runtime().and_then(|rt| rt.block_on(client_cmd::tags(&net, &reference))))
-        }
+        } => run_client(
+            &net,
+            inspect_cmd::inspect(&net, &reference, raw, json, &platform),
+        ),
+        Command::Tags { reference, net } => run_client(&net, client_cmd::tags(&net, &reference)),
         Command::Digest { reference, net } => {
-            finish(runtime().and_then(|rt| rt.block_on(client_cmd::digest(&net, &reference))))
+            run_client(&net, client_cmd::digest(&net, &reference))
         }
         Command::Delete {
             reference,
             manifest,
             net,
-        } => finish(
-            runtime().and_then(|rt| rt.block_on(client_cmd::delete(&net, &reference, manifest))),
-        ),
+        } => run_client(&net, client_cmd::delete(&net, &reference, manifest)),
         Command::Unpack {
             reference,
             dir,
             platform,
             net,
-        } => finish(
-            runtime()
-                .and_then(|rt| rt.block_on(client_cmd::unpack(&net, &reference, &dir, &platform))),
-        ),
+        } => run_client(&net, client_cmd::unpack(&net, &reference, &dir, &platform)),
+        Command::Backup(args) => failure::exit(backup_cmd::backup(&args)),
         Command::User { command, target } => {
             finish(runtime().and_then(|rt| rt.block_on(accounts_cmd::user(command, &target))))
         }
         Command::Token { command, target } => {
             finish(runtime().and_then(|rt| rt.block_on(accounts_cmd::token(command, &target))))
         }
-        Command::Config(ConfigCommand::Check { file }) => match Config::from_file(&file) {
-            Ok(_) => {
-                println!("{}: configuration is valid", file.display());
-                ExitCode::SUCCESS
+        Command::Config(ConfigCommand::Check { file }) => {
+            let problems = stowage_server::config_check::check_file(&file);
+            if problems.is_empty() {
+                outln!("{}: configuration is valid", file.display());
+                return ExitCode::SUCCESS;
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+            for p in &problems {
+                eprintln!("error: {}: {p}", file.display());
             }
-        },
+            eprintln!(
+                "{}: {} problem{}",
+                file.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
         Command::Serve(args) => {
             let config = match serve_config(args) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    failure::report(&e);
                     return ExitCode::FAILURE;
                 }
             };

@@ -52,6 +52,28 @@ pub struct Net {
 }
 
 impl Net {
+    /// Check the flag values themselves (before any work): a wrong one is a usage error.
+    pub fn check(&self) -> Result<(), String> {
+        for (flag, value) in [
+            ("--creds", &self.creds),
+            ("--src-creds", &self.src_creds),
+            ("--dest-creds", &self.dest_creds),
+        ] {
+            // With --token, --creds may name the user alone.
+            let user_only = flag == "--creds" && self.token.is_some();
+            if let Some(v) = value
+                && !user_only
+                && !v.contains(':')
+            {
+                return Err(format!("{flag} must be USER:PASSWORD"));
+            }
+        }
+        if self.jobs == 0 {
+            return Err("--jobs must be at least 1".into());
+        }
+        Ok(())
+    }
+
     pub fn files(&self) -> CredentialFiles {
         CredentialFiles::from_env(self.authfile.clone())
     }

@@ -83,8 +83,24 @@ fn blob_files(dir: &Path) -> Vec<String> {
 
 #[track_caller]
 fn assert_failed_cleanly(out: &Output) {
+    assert_failed_with(out, 1);
+}
+
+/// Invalid usage (docs/CLI.md): exit status 2, with a clean `error:` line.
+#[track_caller]
+fn assert_usage_error(out: &Output) {
+    assert_failed_with(out, 2);
+}
+
+#[track_caller]
+fn assert_failed_with(out: &Output, code: i32) {
     assert!(!out.success(), "{}", out.describe("unexpectedly succeeded"));
-    assert_eq!(out.status.code(), Some(1), "{}", out.describe("exit code"));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        out.describe("exit code")
+    );
     assert!(
         !out.stderr.contains("panicked"),
         "{}",
@@ -318,7 +334,7 @@ fn multi_arch_pulls_pick_a_platform_or_keep_the_index() {
         none.describe("the error should list the available platforms")
     );
     let bad = c.run(&["pull", "--platform", "linux", &reference]);
-    assert_failed_cleanly(&bad);
+    assert_usage_error(&bad);
     assert!(bad.stderr.contains("os/arch"), "{}", bad.stderr);
 
     // Every platform: the index keeps its digest.
@@ -369,7 +385,7 @@ fn delete_a_tag_then_the_manifest() {
 
     // Without a tag, `delete` refuses and points at --manifest.
     let no_tag = c.run(&["delete", &by_digest]);
-    assert_failed_cleanly(&no_tag);
+    assert_usage_error(&no_tag);
     assert!(no_tag.stderr.contains("--manifest"), "{}", no_tag.stderr);
 
     let out = c.ok(&["delete", "--manifest", &by_digest]);
@@ -417,8 +433,9 @@ fn tags_follows_every_page() {
 #[test]
 fn invalid_references_are_refused_clearly() {
     let c = cli();
+    let target = c.path("unpack-target").display().to_string();
     let out = c.run(&["pull", "Ubuntu"]);
-    assert_failed_cleanly(&out);
+    assert_usage_error(&out);
     assert!(out.stderr.contains("lowercase"), "{}", out.stderr);
     assert!(
         out.stderr.contains("\"Ubuntu\""),
@@ -432,21 +449,60 @@ fn invalid_references_are_refused_clearly() {
         (vec!["pull", "127.0.0.1:1/team/app@sha256:abc"], "digest"),
         (vec!["pull", "127.0.0.1:1/team//app"], "repository name"),
         (vec!["tags", ""], "empty"),
+        (vec!["digest", "127.0.0.1:1/A"], "lowercase"),
+        (vec!["delete", "127.0.0.1:1/A:v1"], "lowercase"),
         (vec!["inspect", "127.0.0.1:1/-app"], "repository name"),
+        (vec!["unpack", "127.0.0.1:1/A:v1", &target], "lowercase"),
         (
             vec!["push", "oci:/nonexistent-layout:v1", "127.0.0.1:1/UP"],
             "lowercase",
         ),
         (vec!["copy", "oci:", "127.0.0.1:1/a"], "needs a directory"),
+        (vec!["copy", "dir:/x", "127.0.0.1:1/a"], "not supported"),
+        // Other usage errors: flag values and argument combinations.
+        (
+            vec!["pull", "--platform", "linux", "127.0.0.1:1/a:v1"],
+            "platform",
+        ),
+        (
+            vec![
+                "pull",
+                "--platform",
+                "linux/amd64",
+                "--all-platforms",
+                "127.0.0.1:1/a:v1",
+            ],
+            "exclude",
+        ),
+        (
+            vec!["tags", "--creds", "no-colon", "127.0.0.1:1/a"],
+            "USER:PASSWORD",
+        ),
+        (vec!["tags", "--jobs", "0", "127.0.0.1:1/a"], "--jobs"),
+        (
+            vec!["push", "127.0.0.1:1/a:v1", "127.0.0.1:1/b:v1"],
+            "local image",
+        ),
+        (
+            vec![
+                "delete",
+                "127.0.0.1:1/a@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            ],
+            "name the tag",
+        ),
     ] {
         let out = c.run(&args);
-        assert_failed_cleanly(&out);
+        assert_usage_error(&out);
         assert!(
             out.stderr.contains(says),
             "{}",
             out.describe(&format!("should say {says:?}"))
         );
     }
+    // A valid command line whose work fails is a failure (1), not a usage error.
+    let missing = format!("oci:{}:v1", c.path("no-such-layout").display());
+    let out = c.run(&["inspect", &missing]);
+    assert_failed_cleanly(&out);
 }
 
 /// An HTTPS registry with authentication and users made before it started.
@@ -737,6 +793,11 @@ fn https_without_trust_fails_with_a_certificate_error() {
         "{}",
         out.describe("should be a certificate error")
     );
+    assert!(
+        out.stderr.contains("--ca-file FILE") && out.stderr.contains("--insecure"),
+        "{}",
+        out.describe("should say how to trust the registry")
+    );
     let login = c.run_stdin(
         &["login", addr, "-u", ALICE.0, "--password-stdin"],
         &format!("{}\n", ALICE.1),
@@ -747,6 +808,7 @@ fn https_without_trust_fails_with_a_certificate_error() {
         "{}",
         login.stderr
     );
+    assert!(login.stderr.contains("--ca-file"), "{}", login.stderr);
 }
 
 /// A registry holding one image with an 8 MiB (incompressible) layer, reached through a relay.

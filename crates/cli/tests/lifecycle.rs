@@ -270,3 +270,264 @@ fn json_logs_carry_the_request_id() {
         "logs carry the route template, not the repository name"
     );
 }
+
+/// Start `stowage serve` with `envs` and `args`, wait for the listening line; returns the child
+/// and the base URL. Its stderr is piped (not a terminal).
+fn spawn_serve(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve")
+        .args(args)
+        .env_remove("STOWAGE_CONFIG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("stowage listening on ")
+        .to_string();
+    // Keep draining stdout so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+fn sigterm(child: &std::process::Child) {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn stowage_public_lists_public_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url) = spawn_serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--auth",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &[("STOWAGE_PUBLIC", "library/**, team/base\tother/*")],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Anonymous reads: a public repository answers (404: nothing there yet), a private one
+        // asks for credentials.
+        for (repo, status) in [
+            ("library/x", 404),
+            ("team/base", 404),
+            ("other/y", 404),
+            ("team/app", 401),
+        ] {
+            let r = reqwest::get(format!("{url}/v2/{repo}/manifests/latest"))
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), status, "{repo}");
+        }
+    });
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    // A bad pattern in the variable is refused like a bad flag.
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("STOWAGE_PUBLIC", "library/** Bad_Pattern")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Bad_Pattern"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url) = spawn_serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        reqwest::get(format!("{url}/v2/")).await.unwrap();
+    });
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("request"), "a request was logged: {stderr}");
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "ESC bytes in logs written to a pipe: {stderr:?}"
+    );
+}
+
+#[test]
+fn config_check_reports_every_problem_and_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("cert.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"nowhere\"\nunknown_top = 1\n[log]\nformat = \"xml\"\n[manifests]\nmax_sise = 1\n[tls]\ncert = {:?}\nkey = {:?}\n",
+            junk.display().to_string(),
+            dir.path().join("missing.key").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    for says in [
+        "listen must be",
+        "unknown_top",
+        "log.format",
+        "max_sise",
+        "cert.pem",
+        "missing.key",
+    ] {
+        assert_eq!(
+            errors.iter().filter(|l| l.contains(says)).count(),
+            1,
+            "one line for {says:?}:\n{err}"
+        );
+    }
+    assert_eq!(errors.len(), 6, "{err}");
+    // A certificate and a key that parse but do not belong together.
+    let ca = dir.path().join("ca");
+    let (mut a, _) = spawn_serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-self-signed",
+            "--data",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    sigterm(&a);
+    let _ = a.wait();
+    // The server certificate with the CA's key.
+    let (cert, key) = (ca.join("tls/server.crt"), ca.join("tls/ca.key"));
+    assert!(cert.exists() && key.exists());
+    let mismatched = dir.path().join("mismatched.toml");
+    std::fs::write(
+        &mismatched,
+        format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&mismatched)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("do not match"), "{err}");
+}
+
+#[test]
+fn a_taken_port_fails_before_the_data_directory_is_made() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-made");
+    let out = Command::new(bin())
+        .args(["serve", "--listen", &addr, "--data"])
+        .arg(&data)
+        .env_remove("STOWAGE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr), "names the address: {err}");
+    assert!(err.contains("already in use"), "{err}");
+    assert!(!data.exists(), "the data directory was created: {err}");
+}
+
+#[test]
+fn after_sigterm_metadata_db_alone_holds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::spawn_with_data(&bin(), &data, &[]);
+    let layout = dir.path().join("layout");
+    let info = stowage_testkit::image::write_oci_layout(
+        &layout,
+        "v1",
+        &stowage_testkit::image::ImageSpec::new("checkpoint"),
+    );
+    let cli = stowage_testkit::client::StowageCli::new(bin());
+    let reference = format!("{}/team/kept:v1", server.addr);
+    cli.ok(&[
+        "push",
+        "-q",
+        &format!("oci:{}:v1", layout.display()),
+        &reference,
+    ]);
+    assert_eq!(server.terminate(), Some(0));
+    let wal = data.join("metadata.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "the WAL still holds data after a clean shutdown"
+    );
+    // Only the .db file (no -wal, no -shm), plus the blobs, into a fresh data directory.
+    let restored = dir.path().join("restored");
+    std::fs::create_dir_all(&restored).unwrap();
+    std::fs::copy(data.join("metadata.db"), restored.join("metadata.db")).unwrap();
+    let again = Server::spawn_with_data(&bin(), &restored, &[]);
+    let digest = cli.ok_line(&["digest", &format!("{}/team/kept:v1", again.addr)]);
+    assert_eq!(digest, info.manifest_digest);
+}
+
+#[test]
+fn serve_with_a_bad_file_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "listen = \"x\"\n[log]\nformatt = \"json\"\n").unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log.formatt") && err.contains("listen must be"),
+        "{err}"
+    );
+    assert!(!data.exists());
+}

@@ -417,3 +417,55 @@ fn unpack_from_a_registry() {
     }
     assert_eq!(tree(&from_registry), tree(&from_layout));
 }
+
+/// `umoci insert` writes a layer that ends right after its last file's bytes: no padding to a
+/// tar block and no end-of-archive blocks. umoci itself unpacks it; so must `stowage unpack`.
+#[test]
+fn unpack_accepts_layers_written_by_umoci_insert() {
+    require_tool("umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let image = format!("{}:v1", layout.display());
+    run(Command::new("umoci")
+        .arg("init")
+        .arg("--layout")
+        .arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello\n").unwrap();
+    // 700 bytes: the layer stops 324 bytes short of a block boundary.
+    std::fs::write(src.join("sub/last"), vec![b'x'; 700]).unwrap();
+    run(Command::new("umoci")
+        .args(["insert", "--rootless", "--image", &image])
+        .arg(&src)
+        .arg("/opt/app"));
+    let ours = dir.path().join("ours");
+    let out = stowage(&[
+        "unpack",
+        "-q",
+        &format!("oci:{image}"),
+        ours.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    for f in ["opt/app/a.txt", "opt/app/sub/last"] {
+        assert_eq!(
+            std::fs::read(ours.join(f)).unwrap(),
+            std::fs::read(rootfs.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(ours.join("opt/app/sub/last")).unwrap(),
+        vec![b'x'; 700]
+    );
+}

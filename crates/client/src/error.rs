@@ -7,7 +7,7 @@ use std::fmt;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The request never got an HTTP answer.
-    #[error("{what}: {}", chain(.source))]
+    #[error("{what}: {}{}", chain(.source), tls_hint(&chain(.source)))]
     Transport {
         what: String,
         source: reqwest::Error,
@@ -37,6 +37,23 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// What to do about a certificate the client does not trust (a development CA, a private CA).
+fn tls_hint(error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    let untrusted = e.contains("invalid peer certificate")
+        || e.contains("unknownissuer")
+        || e.contains("certificate verify failed")
+        || e.contains("self-signed")
+        || e.contains("self signed");
+    if untrusted {
+        " (the registry's TLS certificate is not trusted: pass --ca-file FILE with the CA \
+         certificate that signed it, e.g. the one `stowage serve --tls-self-signed` prints, or \
+         --insecure to skip verification for testing)"
+    } else {
+        ""
+    }
 }
 
 fn fmt_codes(status: u16, codes: &[(String, String)]) -> String {

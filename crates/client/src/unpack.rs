@@ -6,17 +6,24 @@
 //! devices and FIFOs are created with their permissions (setuid included), ownership when
 //! running as root, extended attributes (`security.capability`...) and modification times
 //! (directories' last, once nothing will change them). Each layer's uncompressed bytes are
-//! hashed and must match the config's `diff_ids`.
+//! hashed and must match the config's `diff_ids`. Errors name a layer by its digest.
+//!
+//! A layer may stop right after its last entry's bytes, without the padding to a 512-byte block
+//! or the two zero blocks that end a tar (`umoci insert` writes such layers; umoci, podman and
+//! containerd accept them): the missing padding is supplied here. An entry whose own bytes are
+//! cut short is still an error.
 //!
 //! Paths are resolved as if the target directory were `/`: a symlink met on the way (even an
 //! absolute one like `/var/run -> /run`) is followed inside the root, and `..` never climbs
 //! above it. An entry whose own name, or a hard link whose target, climbs out of the root is
 //! refused: such a tar is malicious, not merely unusual.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use stowage_oci::{Digest, Hasher};
 
@@ -27,7 +34,8 @@ pub enum UnpackError {
     Io { path: String, message: String },
     #[error("layer {layer}: refused entry {entry:?}: {why}")]
     Refused {
-        layer: usize,
+        /// The layer's digest.
+        layer: String,
         entry: String,
         why: String,
     },
@@ -35,12 +43,15 @@ pub enum UnpackError {
         "layer {layer}: uncompressed content hashes to {actual}, but the config's diff_id is {expected}"
     )]
     DiffId {
-        layer: usize,
+        layer: String,
         expected: String,
         actual: String,
     },
     #[error("layer {layer}: {message}")]
-    Format { layer: usize, message: String },
+    Format { layer: String, message: String },
+    /// The manifest or config does not describe layers that can be unpacked.
+    #[error("{0}")]
+    Image(String),
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> UnpackError {
@@ -60,6 +71,50 @@ impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Tar blocks are this long; an entry's bytes are padded to a multiple of it.
+const BLOCK: u64 = 512;
+
+/// Ends a layer stream the way the tar reader expects when its writer stopped early: if the
+/// stream ends after the last entry's bytes but inside their padding, the missing padding is
+/// supplied as zeros, and then the stream simply ends (a missing end-of-archive marker reads
+/// as the end). A stream that ends inside an entry's bytes ends there, so the tar reader fails.
+/// Only the real bytes pass through the hashing reader below, so `diff_id`s are unaffected.
+struct Tail<R> {
+    inner: R,
+    /// Bytes read from `inner` so far.
+    pos: u64,
+    /// Where the bytes of the last entry handed out end (set by the entry loop).
+    data_end: Rc<Cell<u64>>,
+    /// Zeros still to supply once `inner` has ended.
+    pad: u64,
+    ended: bool,
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if !self.ended {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            self.ended = true;
+            let end = self.data_end.get();
+            let padded = end.div_ceil(BLOCK) * BLOCK;
+            if self.pos >= end && self.pos < padded {
+                self.pad = padded - self.pos;
+            }
+        }
+        let n = (self.pad.min(buf.len() as u64)) as usize;
+        buf[..n].fill(0);
+        self.pad -= n as u64;
         Ok(n)
     }
 }
@@ -96,13 +151,13 @@ impl<R: BufRead> Read for Zstd<R> {
 fn decompress<'a>(
     media_type: &str,
     reader: impl Read + 'a,
-    layer: usize,
+    layer: &str,
 ) -> Result<Box<dyn Read + 'a>, UnpackError> {
     let mut br = BufReader::with_capacity(1 << 20, reader);
     let head = br
         .fill_buf()
         .map_err(|e| UnpackError::Format {
-            layer,
+            layer: layer.to_string(),
             message: e.to_string(),
         })?
         .to_vec();
@@ -113,7 +168,7 @@ fn decompress<'a>(
     } else if zstd {
         let frame =
             ruzstd::decoding::StreamingDecoder::new(br).map_err(|e| UnpackError::Format {
-                layer,
+                layer: layer.to_string(),
                 message: format!("zstd: {e}"),
             })?;
         Ok(Box::new(Zstd { frame: Some(frame) }))
@@ -132,7 +187,10 @@ pub struct Unpacker {
     dir_modes: Vec<(PathBuf, u32)>,
     /// Warnings (things skipped because we are not root, unsupported xattrs...).
     pub warnings: Vec<String>,
-    layer: usize,
+    /// Layers applied so far.
+    count: usize,
+    /// The layer being applied, as errors name it (its digest).
+    layer: String,
     /// Paths this layer created (an opaque marker keeps them).
     this_layer: HashSet<PathBuf>,
 }
@@ -165,7 +223,8 @@ impl Unpacker {
             dir_times: Vec::new(),
             dir_modes: Vec::new(),
             warnings: Vec::new(),
-            layer: 0,
+            count: 0,
+            layer: String::new(),
             this_layer: HashSet::new(),
         })
     }
@@ -232,41 +291,47 @@ impl Unpacker {
         Ok((self.resolve_parent(parents, true)?, last.clone()))
     }
 
-    /// Apply one layer from its (compressed) bytes; `diff_id` is checked on the uncompressed
-    /// stream.
+    /// Apply one layer from its (compressed) bytes; `digest` (the layer blob's digest) names it
+    /// in errors, `diff_id` is checked on the uncompressed stream.
     pub fn apply(
         &mut self,
         blob: impl Read,
         media_type: &str,
+        digest: Option<&Digest>,
         diff_id: Option<&Digest>,
     ) -> Result<(), UnpackError> {
-        self.layer += 1;
+        self.count += 1;
         self.this_layer.clear();
-        let layer = self.layer;
+        self.layer = digest.map_or_else(|| format!("#{}", self.count), Digest::to_string);
+        let layer = self.layer.clone();
+        let format = |message: String| UnpackError::Format {
+            layer: layer.clone(),
+            message,
+        };
         let algorithm = diff_id.map_or(stowage_oci::Algorithm::Sha256, Digest::algorithm);
-        let mut hashing = Hashing {
-            inner: decompress(media_type, blob, layer)?,
-            hasher: Hasher::new(algorithm),
+        let data_end = Rc::new(Cell::new(0));
+        let mut tail = Tail {
+            inner: Hashing {
+                inner: decompress(media_type, blob, &layer)?,
+                hasher: Hasher::new(algorithm),
+            },
+            pos: 0,
+            data_end: data_end.clone(),
+            pad: 0,
+            ended: false,
         };
         {
-            let mut archive = tar::Archive::new(&mut hashing);
-            let entries = archive.entries().map_err(|e| UnpackError::Format {
-                layer,
-                message: e.to_string(),
-            })?;
+            let mut archive = tar::Archive::new(&mut tail);
+            let entries = archive.entries().map_err(|e| format(e.to_string()))?;
             for entry in entries {
-                let mut entry = entry.map_err(|e| UnpackError::Format {
-                    layer,
-                    message: format!("bad tar entry: {e}"),
-                })?;
+                let mut entry = entry.map_err(|e| format(format!("bad tar entry: {e}")))?;
+                data_end.set(entry.raw_file_position() + entry.size());
                 self.entry(&mut entry)?;
             }
         }
         // Trailing padding after the end-of-archive marker is part of the diff_id too.
-        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| UnpackError::Format {
-            layer,
-            message: e.to_string(),
-        })?;
+        let mut hashing = tail.inner;
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| format(e.to_string()))?;
         let actual = hashing.hasher.finish();
         if let Some(expected) = diff_id
             && &actual != expected
@@ -282,7 +347,7 @@ impl Unpacker {
 
     fn refuse(&self, entry: &Path, why: impl Into<String>) -> UnpackError {
         UnpackError::Refused {
-            layer: self.layer,
+            layer: self.layer.clone(),
             entry: entry.display().to_string(),
             why: why.into(),
         }
@@ -363,7 +428,17 @@ impl Unpacker {
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let mut f = std::fs::File::create(&path).map_err(|err| io(&path, err))?;
-                std::io::copy(e, &mut f).map_err(|err| io(&path, err))?;
+                let want = e.size();
+                let got = std::io::copy(e, &mut f).map_err(|err| io(&path, err))?;
+                if got < want {
+                    return Err(UnpackError::Format {
+                        layer: self.layer.clone(),
+                        message: format!(
+                            "entry {:?} is truncated: the layer ends after {got} of its {want} bytes",
+                            name.display().to_string()
+                        ),
+                    });
+                }
             }
             tar::EntryType::Symlink => {
                 let target = e
@@ -513,10 +588,7 @@ pub fn unpack_from_layout(
     manifest: &[u8],
     root: &Path,
 ) -> Result<Vec<String>, UnpackError> {
-    let bad = |m: String| UnpackError::Format {
-        layer: 0,
-        message: m,
-    };
+    let bad = UnpackError::Image;
     let m: serde_json::Value = serde_json::from_slice(manifest).map_err(|e| bad(e.to_string()))?;
     let config_digest: Digest = m["config"]["digest"]
         .as_str()
@@ -548,7 +620,12 @@ pub fn unpack_from_layout(
             .ok_or_else(|| bad("a layer has no digest".into()))?;
         let path = layout.blob_path(&d);
         let f = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
-        u.apply(f, l["mediaType"].as_str().unwrap_or_default(), Some(id))?;
+        u.apply(
+            f,
+            l["mediaType"].as_str().unwrap_or_default(),
+            Some(&d),
+            Some(id),
+        )?;
     }
     u.finish()
 }

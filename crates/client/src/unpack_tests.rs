@@ -71,9 +71,11 @@ fn apply_all(root: &Path, layers: &[Vec<u8>]) -> Result<Vec<String>, UnpackError
     let mut u = Unpacker::new(root)?;
     for l in layers {
         let id = Digest::of(Algorithm::Sha256, l);
+        let blob = gz(l);
         u.apply(
-            &gz(l)[..],
+            &blob[..],
             "application/vnd.oci.image.layer.v1.tar+gzip",
+            Some(&Digest::of(Algorithm::Sha256, &blob)),
             Some(&id),
         )?;
     }
@@ -192,6 +194,7 @@ fn diff_ids_and_compressions() {
         .apply(
             &gz(&l)[..],
             "application/vnd.oci.image.layer.v1.tar+gzip",
+            None,
             Some(&wrong),
         )
         .unwrap_err();
@@ -209,12 +212,111 @@ fn diff_ids_and_compressions() {
     u.apply(
         &z[..],
         "application/vnd.oci.image.layer.v1.tar+zstd",
+        None,
         Some(&id),
     )
     .unwrap();
     assert_eq!(std::fs::read(dir.path().join("z/f")).unwrap(), b"data");
     let mut u = Unpacker::new(&dir.path().join("p")).unwrap();
-    u.apply(&l[..], "application/vnd.oci.image.layer.v1.tar", Some(&id))
-        .unwrap();
+    u.apply(
+        &l[..],
+        "application/vnd.oci.image.layer.v1.tar",
+        None,
+        Some(&id),
+    )
+    .unwrap();
     assert_eq!(std::fs::read(dir.path().join("p/f")).unwrap(), b"data");
+}
+
+/// A layer as `umoci insert` may write it: `entries` without the two end-of-archive blocks, and
+/// the last entry's padding cut to `keep_padding` bytes.
+fn unterminated(entries: &[E], keep_padding: usize) -> Vec<u8> {
+    let full = layer(entries);
+    // The builder ends with two zero blocks; before them, the last entry's bytes and padding.
+    let mut body = full[..full.len() - 1024].to_vec();
+    let pad = body.iter().rev().take_while(|&&b| b == 0).count().min(511);
+    body.truncate(body.len() - pad + keep_padding.min(pad));
+    body
+}
+
+fn apply_plain(root: &Path, l: &[u8]) -> Result<Vec<String>, UnpackError> {
+    let mut u = Unpacker::new(root)?;
+    u.apply(
+        l,
+        "application/vnd.oci.image.layer.v1.tar",
+        Some(&Digest::of(Algorithm::Sha256, l)),
+        Some(&Digest::of(Algorithm::Sha256, l)),
+    )?;
+    u.finish()
+}
+
+#[test]
+fn layers_without_end_of_archive_blocks_are_accepted() {
+    let entries = [
+        E::Dir("etc", 0o755),
+        E::File("etc/a", 0o644, b"first file"),
+        E::File("etc/last", 0o600, b"the last entry's own bytes"),
+    ];
+    // No end-of-archive blocks but full padding; ending mid-padding; no padding at all.
+    for keep in [511, 100, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        let l = unterminated(&entries, keep);
+        let whole_blocks = l.len().is_multiple_of(512);
+        assert_eq!(whole_blocks, keep == 511, "the stream ends where intended");
+        apply_plain(&root, &l).unwrap_or_else(|e| panic!("padding kept {keep}: {e}"));
+        assert_eq!(
+            std::fs::read(root.join("etc/last")).unwrap(),
+            b"the last entry's own bytes"
+        );
+        assert_eq!(std::fs::read(root.join("etc/a")).unwrap(), b"first file");
+    }
+    // The same through gzip, as the layer is stored.
+    let dir = tempfile::tempdir().unwrap();
+    let l = unterminated(&entries, 0);
+    let mut u = Unpacker::new(&dir.path().join("g")).unwrap();
+    u.apply(
+        &gz(&l)[..],
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        None,
+        Some(&Digest::of(Algorithm::Sha256, &l)),
+    )
+    .unwrap();
+    assert!(dir.path().join("g/etc/last").exists());
+}
+
+#[test]
+fn a_layer_cut_inside_an_entry_is_refused_and_named_by_digest() {
+    let full = unterminated(&[E::File("big", 0o644, &[7u8; 2000])], 0);
+    let dir = tempfile::tempdir().unwrap();
+    // Cut inside the entry's bytes: 512 header bytes + 1500 of its 2000.
+    let cut = &full[..512 + 1500];
+    let digest = Digest::of(Algorithm::Sha256, cut);
+    let mut u = Unpacker::new(&dir.path().join("r")).unwrap();
+    let err = u
+        .apply(
+            cut,
+            "application/vnd.oci.image.layer.v1.tar",
+            Some(&digest),
+            None,
+        )
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("truncated"), "{text}");
+    assert!(
+        text.contains(&digest.to_string()),
+        "names the layer: {text}"
+    );
+    // Cut inside the first header, and inside the header of the entry after a complete one.
+    let two = unterminated(&[E::File("a", 0o644, &[1u8; 2000]), E::Dir("d", 0o755)], 0);
+    for cut in [&two[..300], &two[..two.len() - 200]] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut u = Unpacker::new(&dir.path().join("r")).unwrap();
+        assert!(
+            u.apply(cut, "application/vnd.oci.image.layer.v1.tar", None, None)
+                .is_err(),
+            "a stream cut at {} bytes is refused",
+            cut.len()
+        );
+    }
 }

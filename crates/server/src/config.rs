@@ -283,33 +283,52 @@ impl Config {
         Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Validate values serde cannot.
+    /// Validate values serde cannot: every problem, one per line.
     pub fn check(&self) -> Result<(), String> {
-        self.listen_addr()?;
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    /// Every problem with values serde cannot check, one message each (empty: valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |r: Result<(), String>| {
+            if let Err(e) = r {
+                out.push(e);
+            }
+        };
+        check(self.listen_addr().map(drop));
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(format!(
+            check(Err(format!(
                 "log.format must be \"text\" or \"json\", not {:?}",
                 self.log.format
+            )));
+        }
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level)
+                .map(drop)
+                .map_err(|e| format!("log.level: {e}")),
+        );
+        if self.manifests.max_size < 4 * 1024 * 1024 {
+            check(Err(
+                "manifests.max_size must be at least 4194304 (4 MiB), as the spec requires".into(),
             ));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| format!("log.level: {e}"))?;
-        if self.manifests.max_size < 4 * 1024 * 1024 {
-            return Err(
-                "manifests.max_size must be at least 4194304 (4 MiB), as the spec requires".into(),
-            );
-        }
         if self.listing.page_size == 0 {
-            return Err("listing.page_size must be at least 1".into());
+            check(Err("listing.page_size must be at least 1".into()));
         }
         if self.uploads.purge_interval.is_zero() {
-            return Err("uploads.purge_interval must be positive".into());
+            check(Err("uploads.purge_interval must be positive".into()));
         }
-        self.metrics_allow()?;
-        self.limits.check()?;
-        self.auth.check()?;
-        self.tls.check()?;
-        Ok(())
+        check(self.metrics_allow().map(drop));
+        check(self.limits.check());
+        out.extend(self.auth.problems());
+        out.extend(self.tls.problems());
+        out
     }
 
     /// The parsed listen address.

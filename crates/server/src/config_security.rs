@@ -123,33 +123,52 @@ impl TlsConfig {
 }
 
 impl AuthConfig {
-    /// Validate and parse the patterns.
+    /// Validate and parse the patterns: the first problem.
     pub fn check(&self) -> Result<(), String> {
-        self.public_patterns()?;
-        self.trusted()?;
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem, one message each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.public {
+            if let Err(e) = RepoPattern::parse(p) {
+                out.push(format!("auth.public {p:?}: {e}"));
+            }
+        }
+        for s in &self.trusted_proxies {
+            if let Err(e) = Cidr::parse(s) {
+                out.push(format!("auth.trusted_proxies: {e}"));
+            }
+        }
         for g in &self.htpasswd_grants {
-            stowage_auth::pattern::Grant::parse(g)
-                .map_err(|e| format!("auth.htpasswd_grants {g:?}: {e}"))?;
+            if let Err(e) = stowage_auth::pattern::Grant::parse(g) {
+                out.push(format!("auth.htpasswd_grants {g:?}: {e}"));
+            }
         }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(300) {
-            return Err("auth.token_ttl must be between 1s and 5m".into());
+            out.push("auth.token_ttl must be between 1s and 5m".into());
         }
         if self.service.is_empty() {
-            return Err("auth.service must not be empty".into());
+            out.push("auth.service must not be empty".into());
         }
         let url = &self.external_url;
         if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
-            return Err("auth.external_url must start with https:// or http://".into());
+            out.push("auth.external_url must start with https:// or http://".into());
         }
-        if self.hash_concurrency == 0 || self.login_failures == 0 {
-            return Err("auth.hash_concurrency and auth.login_failures must be positive".into());
+        if self.hash_concurrency == 0 {
+            out.push("auth.hash_concurrency must be positive".into());
         }
-        if self.reload_interval.is_zero() || self.key_rotation < Duration::from_secs(3600) {
-            return Err(
-                "auth.reload_interval must be positive and auth.key_rotation at least 1h".into(),
-            );
+        if self.login_failures == 0 {
+            out.push("auth.login_failures must be positive".into());
         }
-        Ok(())
+        if self.reload_interval.is_zero() {
+            out.push("auth.reload_interval must be positive".into());
+        }
+        if self.key_rotation < Duration::from_secs(3600) {
+            out.push("auth.key_rotation must be at least 1h".into());
+        }
+        out
     }
 
     /// The public repository patterns.
@@ -170,29 +189,38 @@ impl AuthConfig {
 }
 
 impl TlsConfig {
-    /// Validate.
+    /// Validate: the first problem.
     pub fn check(&self) -> Result<(), String> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem with the values (not the files they name), one message each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
         match (&self.cert, &self.key) {
             (Some(_), None) | (None, Some(_)) => {
-                return Err("tls.cert and tls.key must be given together".into());
+                out.push("tls.cert and tls.key must be given together".into());
             }
             (Some(_), Some(_)) if self.self_signed => {
-                return Err("tls.self_signed and tls.cert/tls.key are exclusive".into());
+                out.push("tls.self_signed and tls.cert/tls.key are exclusive".into());
             }
             _ => {}
         }
         if let Some(r) = &self.redirect_listen {
-            r.parse::<std::net::SocketAddr>()
-                .map_err(|_| format!("tls.redirect_listen must be ADDRESS:PORT, not {r:?}"))?;
+            if r.parse::<std::net::SocketAddr>().is_err() {
+                out.push(format!(
+                    "tls.redirect_listen must be ADDRESS:PORT, not {r:?}"
+                ));
+            }
             if !self.enabled() {
-                return Err(
+                out.push(
                     "tls.redirect_listen needs HTTPS (tls.cert/key or tls.self_signed)".into(),
                 );
             }
         }
         if self.reload_interval.is_zero() {
-            return Err("tls.reload_interval must be positive".into());
+            out.push("tls.reload_interval must be positive".into());
         }
-        Ok(())
+        out
     }
 }

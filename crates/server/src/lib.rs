@@ -1,7 +1,8 @@
 //! The HTTP layer of Stowage: turns requests into registry calls and results into responses.
 //!
 //! Layout:
-//! - `config`: the typed configuration and its validation.
+//! - `config`: the typed configuration and its validation; `config_check` reports every
+//!   problem in a file (`stowage config check`).
 //! - `routes`: path -> `Endpoint` parsing (one parser instead of one route per name depth).
 //! - `handlers`: one module per endpoint group.
 //! - `error`: the only place registry errors become HTTP responses.
@@ -21,6 +22,7 @@ pub mod accounts;
 mod activity;
 pub mod auth;
 pub mod config;
+pub mod config_check;
 mod config_security;
 mod drain;
 pub mod error;
@@ -136,6 +138,14 @@ pub fn open_stores(
     config: &Config,
     observer: Option<OpObserver>,
 ) -> Result<(Registry, Arc<dyn AuthStore>), String> {
+    open_sqlite_stores(config, observer).map(|(r, meta)| (r, meta as Arc<dyn AuthStore>))
+}
+
+/// [`open_stores`], keeping the concrete SQLite store (for the checkpoint at shutdown).
+fn open_sqlite_stores(
+    config: &Config,
+    observer: Option<OpObserver>,
+) -> Result<(Registry, Arc<SqliteStore>), String> {
     let data = config.data_dir();
     prepare_data_dir(&data)?;
     let mut blobs = FsBlobStore::open(&data)
@@ -359,13 +369,44 @@ impl ShutdownSignals {
     }
 }
 
+/// Bind `addr` (the address of the setting `what`), saying clearly when it is taken.
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "cannot listen on {addr}: the address is already in use (is another registry \
+                 running?); stop it or choose another address with {what}"
+            )
+        } else {
+            format!("cannot listen on {addr} ({what}): {e}")
+        }
+    })
+}
+
 /// Run the registry until SIGTERM/SIGINT, then drain in-flight requests for at most
 /// `drain_timeout`. `on_ready` is told the bound address once connections are accepted.
+///
+/// The listeners are bound first, so a taken port fails the start before the data directory
+/// or database is created. After the drain, the database's WAL is checkpointed into
+/// `metadata.db`, so that file alone holds everything.
 pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
-    let (registry, auth_store) = open_stores(&config, None)?;
+    let addr = config.listen_addr()?;
+    let listener = bind(addr, "--listen").await?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let redirect = match &config.tls.redirect_listen {
+        Some(r) => {
+            let raddr: SocketAddr = r
+                .parse()
+                .map_err(|_| format!("invalid tls.redirect_listen {r:?}"))?;
+            Some(bind(raddr, "tls.redirect_listen").await?)
+        }
+        None => None,
+    };
+
+    let (registry, meta) = open_sqlite_stores(&config, None)?;
     let mut state = app_state(&config, registry)?;
     if config.auth.enabled {
-        let auth = Auth::open(&config.auth, auth_store).await?;
+        let auth = Auth::open(&config.auth, meta.clone()).await?;
         if auth.snapshot().users.is_empty() {
             tracing::warn!(
                 data_dir = %config.data_dir().display(),
@@ -387,12 +428,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
     );
     // One cap for both listeners: they share the process's file descriptors.
     let conn_limits = listener::Limits::new(conn_settings);
-    let addr = config.listen_addr()?;
     let (acceptor, ca_cert) = start_tls(&config, addr)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
 
     // Purge abandoned uploads in the background (also once at start, for crash leftovers).
     let purge_registry = state.registry.clone();
@@ -409,13 +445,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
     });
 
     let (tx, rx) = tokio::sync::watch::channel(false);
-    if let Some(r) = &config.tls.redirect_listen {
-        let raddr: SocketAddr = r
-            .parse()
-            .map_err(|_| format!("invalid tls.redirect_listen {r:?}"))?;
-        let rl = tokio::net::TcpListener::bind(raddr)
-            .await
-            .map_err(|e| format!("cannot listen on {raddr}: {e}"))?;
+    if let Some(rl) = redirect {
         let app = listener::redirect_router(local.port());
         let rx = rx.clone();
         let limits = conn_limits.clone();
@@ -442,16 +472,30 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
     });
     signals.recv().await;
     let _ = tx.send(true);
-    match tokio::time::timeout(config.drain_timeout, handle).await {
-        Ok(Ok(Ok(()))) => tracing::info!("all requests finished; exiting"),
-        Ok(Ok(Err(e))) => return Err(format!("server error: {e}")),
-        Ok(Err(e)) => return Err(format!("server task failed: {e}")),
-        Err(_) => tracing::warn!(
-            timeout_s = config.drain_timeout.as_secs(),
-            "drain timeout reached with requests still running; exiting"
-        ),
+    let drained = match tokio::time::timeout(config.drain_timeout, handle).await {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!("all requests finished");
+            Ok(())
+        }
+        Ok(Ok(Err(e))) => Err(format!("server error: {e}")),
+        Ok(Err(e)) => Err(format!("server task failed: {e}")),
+        Err(_) => {
+            tracing::warn!(
+                timeout_s = config.drain_timeout.as_secs(),
+                "drain timeout reached with requests still running"
+            );
+            Ok(())
+        }
+    };
+    // Every acknowledged write is committed by now (the checkpoint waits behind any queued
+    // one): move the WAL into metadata.db, so a copy of that file alone is complete.
+    match meta.checkpoint().await {
+        Ok(()) => tracing::info!("metadata checkpointed into metadata.db; exiting"),
+        Err(e) => {
+            tracing::warn!(error = %e, "metadata checkpoint at shutdown failed; the WAL file keeps the latest writes")
+        }
     }
-    Ok(())
+    drained
 }
 
 /// The TLS acceptor the configuration asks for (and the development CA, when self-signed).
@@ -487,12 +531,17 @@ fn start_tls(
     Ok((Some(acceptor), ca))
 }
 
-/// Initialise logging from the configuration (text or JSON lines on stderr).
+/// Initialise logging from the configuration (text or JSON lines on stderr). Text is coloured
+/// only when stderr is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>).
 pub fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = if config.log.format == "json" {
         builder.json().try_init()

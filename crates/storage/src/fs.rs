@@ -50,7 +50,7 @@ impl FsBlobStore {
         self
     }
 
-    fn blob_path(&self, d: &Digest) -> PathBuf {
+    pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root
             .join("blobs")
             .join(d.algorithm().as_str())
@@ -70,12 +70,12 @@ impl FsBlobStore {
     }
 }
 
-fn sync_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
 /// Create `dir` and any missing parents, fsyncing each parent whose entries changed.
-fn create_dir_durable(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_dir_durable(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }

@@ -7,6 +7,7 @@
 //! suite every backend must pass.
 
 pub mod fs;
+mod fs_export;
 mod fs_io;
 pub mod suite;
 

@@ -5,10 +5,17 @@
 //! (one WAL fsync), and only then answers the callers. Concurrent pushes therefore share fsyncs
 //! instead of queueing behind one each. Reads run on a small pool of WAL reader connections on
 //! the blocking thread pool and never wait for the writer.
+//!
+//! [`SqliteStore::checkpoint`] moves everything from the WAL into the database file and
+//! truncates the WAL (the server calls it at shutdown, so `metadata.db` alone holds the data);
+//! [`SqliteStore::snapshot_into`] (in `backup`) writes a consistent copy for backups.
 
 mod auth_store;
+mod backup;
 mod schema;
 mod store;
+
+pub use backup::Snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,10 +34,19 @@ type Completion = Box<dyn FnOnce(std::result::Result<(), MetadataError>) + Send>
 /// its statements succeeded and how to answer its caller once the commit outcome is known.
 type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
 
+/// What the writer thread is asked to do.
+enum Msg {
+    /// A write for the next group commit.
+    Write(Job),
+    /// Once every write queued before it is committed: checkpoint the WAL into the database
+    /// file and truncate it.
+    Checkpoint(oneshot::Sender<Result<()>>),
+}
+
 /// SQLite-backed [`crate::MetadataStore`].
 pub struct SqliteStore {
     path: PathBuf,
-    writer: mpsc::UnboundedSender<Job>,
+    writer: mpsc::UnboundedSender<Msg>,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// Bounds concurrent reads (and so reader connections and blocking threads): each reader
     /// connection keeps its own page cache, so an unbounded pool grows memory with load.
@@ -90,7 +106,20 @@ impl SqliteStore {
             (ok, done)
         });
         self.writer
-            .send(job)
+            .send(Msg::Write(job))
+            .map_err(|_| MetadataError::Backend("writer thread stopped".into()))?;
+        rx.await
+            .map_err(|_| MetadataError::Backend("writer thread stopped".into()))?
+    }
+
+    /// Once every write queued so far is committed, copy the WAL into the database file and
+    /// truncate the WAL (`PRAGMA wal_checkpoint(TRUNCATE)`), so the `.db` file alone holds
+    /// everything. Call it at shutdown, after in-flight requests have finished: writes that
+    /// come later land in the WAL again.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Msg::Checkpoint(tx))
             .map_err(|_| MetadataError::Backend("writer thread stopped".into()))?;
         rx.await
             .map_err(|_| MetadataError::Backend("writer thread stopped".into()))?
@@ -131,49 +160,85 @@ impl SqliteStore {
 
 fn writer_loop(
     conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
     observer: Option<OpObserver>,
 ) {
-    while let Some(first) = rx.blocking_recv() {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(m) => m,
+            None => match rx.blocking_recv() {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let first = match first {
+            Msg::Write(job) => job,
+            Msg::Checkpoint(done) => {
+                let _ = done.send(checkpoint(&conn));
+                continue;
+            }
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(Msg::Write(j)) => jobs.push(j),
+                // Handled once this batch is committed: it must see these writes.
+                Ok(m @ Msg::Checkpoint(_)) => {
+                    next = Some(m);
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let mut completions = Vec::with_capacity(jobs.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!(error = %e, "metadata: cannot begin transaction");
-            let err = MetadataError::from(e);
-            for job in jobs {
-                job(None).1(Err(err.clone()));
-            }
+        commit_batch(&conn, jobs, observer.as_ref());
+    }
+}
+
+/// Run `jobs` in one transaction, each in its own savepoint, and answer them.
+fn commit_batch(conn: &Connection, jobs: Vec<Job>, observer: Option<&OpObserver>) {
+    let mut completions = Vec::with_capacity(jobs.len());
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(error = %e, "metadata: cannot begin transaction");
+        let err = MetadataError::from(e);
+        for job in jobs {
+            job(None).1(Err(err.clone()));
+        }
+        return;
+    }
+    for job in jobs {
+        // Each write in its own savepoint: a failing write is undone alone, the rest commit.
+        if let Err(e) = conn.execute_batch("SAVEPOINT w") {
+            job(None).1(Err(MetadataError::from(e)));
             continue;
         }
-        for job in jobs {
-            // Each write in its own savepoint: a failing write is undone alone, the rest commit.
-            if let Err(e) = conn.execute_batch("SAVEPOINT w") {
-                job(None).1(Err(MetadataError::from(e)));
-                continue;
-            }
-            let (ok, done) = job(Some(&conn));
-            if !ok {
-                let _ = conn.execute_batch("ROLLBACK TO w");
-            }
-            let _ = conn.execute_batch("RELEASE w");
-            completions.push(done);
+        let (ok, done) = job(Some(conn));
+        if !ok {
+            let _ = conn.execute_batch("ROLLBACK TO w");
         }
-        let result = conn.execute_batch("COMMIT").map_err(MetadataError::from);
-        if result.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        } else if let Some(o) = &observer {
-            o(Op::Commit {
-                what: format!("{} writes", completions.len()),
-            });
-        }
-        for c in completions {
-            c(result.clone());
-        }
+        let _ = conn.execute_batch("RELEASE w");
+        completions.push(done);
     }
+    let result = conn.execute_batch("COMMIT").map_err(MetadataError::from);
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    } else if let Some(o) = observer {
+        o(Op::Commit {
+            what: format!("{} writes", completions.len()),
+        });
+    }
+    for c in completions {
+        c(result.clone());
+    }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`: fails when a reader kept it from copying everything.
+fn checkpoint(conn: &Connection) -> Result<()> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        return Err(MetadataError::Backend(
+            "checkpoint incomplete: another connection kept reading the database".into(),
+        ));
+    }
+    Ok(())
 }

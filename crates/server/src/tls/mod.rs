@@ -199,6 +199,43 @@ fn load_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<Loaded, Stri
     })
 }
 
+/// Every problem with a certificate and key pair, one message each (empty: usable): a file
+/// missing or unreadable, no PEM certificate or key in it, a key the provider cannot load, a
+/// certificate that does not parse, or a key that is not the certificate's.
+pub fn check_files(files: &TlsFiles) -> Vec<String> {
+    let provider = provider();
+    let chain = read_file("tls.cert", &files.cert)
+        .and_then(|pem| parse_chain("tls.cert", &files.cert, &pem))
+        .and_then(|chain| {
+            // PEM around bytes that are not X.509 is caught here, key or no key.
+            match chain.iter().position(|c| der::not_after(c).is_none()) {
+                Some(i) => Err(format!(
+                    "tls.cert {}: certificate {} of the chain does not parse as X.509",
+                    files.cert.display(),
+                    i + 1
+                )),
+                None => Ok(chain),
+            }
+        });
+    let key = read_file("tls.key", &files.key)
+        .and_then(|pem| parse_key("tls.key", &files.key, &pem))
+        .and_then(|der| {
+            provider.key_provider.load_private_key(der).map_err(|e| {
+                format!(
+                    "tls.key {}: unsupported or invalid private key: {e}",
+                    files.key.display()
+                )
+            })
+        });
+    match (chain, key) {
+        (Ok(chain), Ok(key)) => check_keys_match(&CertifiedKey::new(chain, key), files)
+            .err()
+            .into_iter()
+            .collect(),
+        (chain, key) => chain.err().into_iter().chain(key.err()).collect(),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The reloading resolver
 // ---------------------------------------------------------------------------------------------

@@ -390,6 +390,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, S
 /// or database is created. After the drain, the database's WAL is checkpointed into
 /// `metadata.db`, so that file alone holds everything.
 pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
+    memory::tune_allocator();
     let addr = config.listen_addr()?;
     let listener = bind(addr, "--listen").await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;

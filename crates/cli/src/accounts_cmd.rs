@@ -9,9 +9,12 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use stowage_metadata::AuthStore;
+use stowage_metadata::sqlite::SqliteStore;
 use stowage_server::Config;
 use stowage_server::accounts::{Accounts, NewToken, TokenInfo, UserInfo};
 
@@ -224,8 +227,22 @@ fn print_new_token(t: &NewToken) {
 
 /// Either a store or a server.
 enum Backend {
-    Store(Accounts),
+    /// The accounts, and the SQLite store under them (checkpointed when the command is done).
+    Store(Accounts, Arc<SqliteStore>),
     Server(Remote),
+}
+
+impl Backend {
+    /// After a command on a store: move its writes from the WAL into `metadata.db`, so a copy of
+    /// that file alone has them. A running server reading the store can delay this; the writes
+    /// are committed either way, so a failure is only worth a note.
+    async fn finish(&self) {
+        if let Backend::Store(_, sqlite) = self
+            && let Err(e) = sqlite.checkpoint().await
+        {
+            eprintln!("note: the change is committed but still in metadata.db-wal ({e})");
+        }
+    }
 }
 
 async fn backend(t: &Target) -> Result<Backend, String> {
@@ -237,8 +254,9 @@ async fn backend(t: &Target) -> Result<Backend, String> {
         (None, Some(c)) => Config::from_file(c)?.data_dir(),
         (None, None) => Config::default().data_dir(),
     };
-    let store = stowage_server::open_auth_store(&data)?;
-    Ok(Backend::Store(Accounts::new(store)))
+    let sqlite = stowage_server::open_sqlite_store(&data)?;
+    let store: Arc<dyn AuthStore> = sqlite.clone();
+    Ok(Backend::Store(Accounts::new(store), sqlite))
 }
 
 fn e(e: stowage_server::accounts::AccountError) -> String {
@@ -247,6 +265,12 @@ fn e(e: stowage_server::accounts::AccountError) -> String {
 
 pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
     let b = backend(t).await?;
+    let result = user_on(&b, cmd, t).await;
+    b.finish().await;
+    result
+}
+
+async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String> {
     match cmd {
         UserCommand::Add {
             name,
@@ -254,8 +278,8 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
             grants,
         } => {
             let pw = read_password(t.password_stdin, &format!("Password for {name}: "))?;
-            let u = match &b {
-                Backend::Store(a) => a.add_user(&name, &pw, admin, &grants).await.map_err(e)?,
+            let u = match b {
+                Backend::Store(a, _) => a.add_user(&name, &pw, admin, &grants).await.map_err(e)?,
                 Backend::Server(r) => {
                     r.send("POST", "/admin/v1/users", Some(serde_json::json!({"name": name, "password": pw, "admin": admin, "grants": grants}))).await?
                 }
@@ -267,16 +291,16 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
             );
         }
         UserCommand::List => {
-            let users: Vec<UserInfo> = match &b {
-                Backend::Store(a) => a.list_users().await.map_err(e)?,
+            let users: Vec<UserInfo> = match b {
+                Backend::Store(a, _) => a.list_users().await.map_err(e)?,
                 Backend::Server(r) => r.send("GET", "/admin/v1/users", None).await?,
             };
             print_users(&users);
         }
         UserCommand::Passwd { name } => {
             let pw = read_password(t.password_stdin, &format!("New password for {name}: "))?;
-            match &b {
-                Backend::Store(a) => a.set_password(&name, &pw).await.map_err(e)?,
+            match b {
+                Backend::Store(a, _) => a.set_password(&name, &pw).await.map_err(e)?,
                 Backend::Server(r) => {
                     let _: UserInfo = r
                         .send(
@@ -290,8 +314,8 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
             outln!("password changed for {name}");
         }
         UserCommand::Remove { name } => {
-            match &b {
-                Backend::Store(a) => a.remove_user(&name).await.map_err(e)?,
+            match b {
+                Backend::Store(a, _) => a.remove_user(&name).await.map_err(e)?,
                 Backend::Server(r) => {
                     r.send_empty("DELETE", &format!("/admin/v1/users/{name}"))
                         .await?
@@ -332,8 +356,8 @@ pub async fn user(cmd: UserCommand, t: &Target) -> Result<(), String> {
         UserCommand::Import { file, grants } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|err| format!("cannot read {}: {err}", file.display()))?;
-            let (imported, skipped): (usize, usize) = match &b {
-                Backend::Store(a) => a.import_htpasswd(&text, &grants).await.map_err(e)?,
+            let (imported, skipped): (usize, usize) = match b {
+                Backend::Store(a, _) => a.import_htpasswd(&text, &grants).await.map_err(e)?,
                 Backend::Server(r) => {
                     let v: serde_json::Value = r
                         .send(
@@ -362,7 +386,7 @@ async fn change(
     admin: Option<bool>,
 ) -> Result<UserInfo, String> {
     match b {
-        Backend::Store(a) => a.change_rights(name, grant, revoke, admin).await.map_err(e),
+        Backend::Store(a, _) => a.change_rights(name, grant, revoke, admin).await.map_err(e),
         Backend::Server(r) => {
             r.send(
                 "PATCH",
@@ -376,6 +400,12 @@ async fn change(
 
 pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
     let b = backend(t).await?;
+    let result = token_on(&b, cmd).await;
+    b.finish().await;
+    result
+}
+
+async fn token_on(b: &Backend, cmd: TokenCommand) -> Result<(), String> {
     match cmd {
         TokenCommand::Create {
             user,
@@ -387,8 +417,8 @@ pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
                 .map(|s| stowage_server::config::parse_duration(&s))
                 .transpose()?
                 .filter(|d| !d.is_zero());
-            let made: NewToken = match &b {
-                Backend::Store(a) => {
+            let made: NewToken = match b {
+                Backend::Store(a, _) => {
                     let user = user.ok_or("--user is required when working on a store")?;
                     a.create_token(&user, &scopes, expires, &name).await.map_err(e)?
                 }
@@ -404,8 +434,8 @@ pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
             print_new_token(&made);
         }
         TokenCommand::List { user } => {
-            let tokens: Vec<TokenInfo> = match &b {
-                Backend::Store(a) => a.list_tokens(user.as_deref()).await.map_err(e)?,
+            let tokens: Vec<TokenInfo> = match b {
+                Backend::Store(a, _) => a.list_tokens(user.as_deref()).await.map_err(e)?,
                 Backend::Server(r) => {
                     let path = match &user {
                         Some(u) => format!("/admin/v1/tokens?user={u}"),
@@ -417,8 +447,8 @@ pub async fn token(cmd: TokenCommand, t: &Target) -> Result<(), String> {
             print_tokens(&tokens);
         }
         TokenCommand::Revoke { id } => {
-            match &b {
-                Backend::Store(a) => a.revoke_token(&id).await.map_err(e)?,
+            match b {
+                Backend::Store(a, _) => a.revoke_token(&id).await.map_err(e)?,
                 Backend::Server(r) => {
                     r.send_empty("DELETE", &format!("/admin/v1/tokens/{id}"))
                         .await?

@@ -871,7 +871,9 @@ fn says_too_many_requests(text: &str) -> bool {
 fn too_many_requests_is_not_read_from_a_port() {
     assert!(says_too_many_requests("unexpected status 429"));
     assert!(says_too_many_requests("error: toomanyrequests: slow down"));
-    assert!(!says_too_many_requests("dial tcp 127.0.0.1:42957: connection refused"));
+    assert!(!says_too_many_requests(
+        "dial tcp 127.0.0.1:42957: connection refused"
+    ));
     assert!(!says_too_many_requests("sha256:0429ab unauthorized"));
 }
 

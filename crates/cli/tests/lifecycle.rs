@@ -510,6 +510,73 @@ fn after_sigterm_metadata_db_alone_holds_everything() {
     assert_eq!(digest, info.manifest_digest);
 }
 
+/// `stowage user` and `stowage token` on a store (how the first administrator is made) leave
+/// their writes in `metadata.db` too, not in a WAL file a backup of the `.db` would miss.
+#[test]
+fn account_commands_on_a_store_leave_no_wal_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(bin())
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(
+        &["user", "add", "first-admin", "--admin", "--password-stdin"],
+        "a long password\n",
+    );
+    run(
+        &[
+            "token",
+            "create",
+            "--user",
+            "first-admin",
+            "--scope",
+            "repository:a/b:pull",
+            "--name",
+            "kept",
+        ],
+        "",
+    );
+    let wal = data.join("metadata.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "the WAL still holds data after the account commands"
+    );
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(data.join("metadata.db"), copy.join("metadata.db")).unwrap();
+    let data = copy;
+    let run_copy = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run_copy(&["user", "list"]).contains("first-admin"));
+    assert!(run_copy(&["token", "list"]).contains("kept"));
+}
+
 #[test]
 fn serve_with_a_bad_file_reports_every_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -123,6 +123,13 @@ fn prepare_data_dir(data: &std::path::Path) -> Result<(), String> {
 
 /// Open the auth store of a data directory (for `stowage user`/`token` on the store).
 pub fn open_auth_store(data_dir: &std::path::Path) -> Result<Arc<dyn AuthStore>, String> {
+    open_sqlite_store(data_dir).map(|s| s as Arc<dyn AuthStore>)
+}
+
+/// The embedded SQLite store of a data directory, created private if missing. Commands that
+/// change it and exit call [`SqliteStore::checkpoint`] first, so `metadata.db` alone holds
+/// their writes.
+pub fn open_sqlite_store(data_dir: &std::path::Path) -> Result<Arc<SqliteStore>, String> {
     prepare_data_dir(data_dir)?;
     let meta = SqliteStore::open(&data_dir.join("metadata.db")).map_err(|e| {
         format!(

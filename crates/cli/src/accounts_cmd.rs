@@ -342,7 +342,7 @@ async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String
             grants,
             admin,
         } => {
-            let u = change(&b, &name, &grants, &[], admin.then_some(true)).await?;
+            let u = change(b, &name, &grants, &[], admin.then_some(true)).await?;
             print_users(&[u]);
         }
         UserCommand::Ungrant {
@@ -350,7 +350,7 @@ async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String
             grants,
             admin,
         } => {
-            let u = change(&b, &name, &[], &grants, admin.then_some(false)).await?;
+            let u = change(b, &name, &[], &grants, admin.then_some(false)).await?;
             print_users(&[u]);
         }
         UserCommand::Import { file, grants } => {

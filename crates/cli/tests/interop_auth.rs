@@ -14,9 +14,7 @@
 //! flight: that connection keeps working, while new clients must trust the new CA and no longer
 //! the old one. Missing tools fail the tests: CI installs them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stowage_testkit::containerd::Containerd;
@@ -41,30 +39,7 @@ const PROPAGATION: Duration = Duration::from_secs(5);
 /// Run the `stowage` CLI on the store in `data`, with `stdin` as its standard input; panics
 /// unless it succeeds.
 fn stowage_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("STOWAGE_CONFIG")
-        .env_remove("STOWAGE_SERVER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let command = format!("{cmd:?}");
-    let mut child = cmd.spawn().expect("spawn stowage");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    let out = child.wait_with_output().expect("wait for stowage");
-    Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command,
-    }
-    .ok()
+    stowage_testkit::tools::stowage_on_store(Path::new(BIN), data, args, stdin)
 }
 
 /// The test image: two layers, linux/amd64.

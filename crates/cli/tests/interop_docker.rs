@@ -27,9 +27,7 @@
 //! picks another docker CLI (by default the one of dockerd's release). A missing `dockerd` or
 //! `docker` fails the tests: CI installs them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use base64::Engine;
 
@@ -181,30 +179,7 @@ fn assert_refused(out: &Output, words: &[&str], docker: &Docker) {
 /// Run the `stowage` CLI on the store in `data`, with `stdin` as its standard input; panics
 /// unless it succeeds.
 fn stowage_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("STOWAGE_CONFIG")
-        .env_remove("STOWAGE_SERVER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let command = format!("{cmd:?}");
-    let mut child = cmd.spawn().expect("spawn stowage");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    let out = child.wait_with_output().expect("wait for stowage");
-    Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command,
-    }
-    .ok()
+    stowage_testkit::tools::stowage_on_store(Path::new(BIN), data, args, stdin)
 }
 
 /// A stowage server with `--auth` (plus `extra` flags) and its accounts, made on the store

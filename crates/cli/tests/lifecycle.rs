@@ -516,27 +516,10 @@ fn after_sigterm_metadata_db_alone_holds_everything() {
 fn account_commands_on_a_store_leave_no_wal_behind() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let run = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(bin())
-            .args(args)
-            .arg("--data")
-            .arg(&data)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let on_store = |store: &std::path::Path, args: &[&str], stdin: Option<&str>| {
+        stowage_testkit::tools::stowage_on_store(&bin(), store, args, stdin).stdout
     };
+    let run = |args: &[&str], stdin: &str| on_store(&data, args, Some(stdin));
     run(
         &["user", "add", "first-admin", "--admin", "--password-stdin"],
         "a long password\n",
@@ -562,17 +545,7 @@ fn account_commands_on_a_store_leave_no_wal_behind() {
     let copy = dir.path().join("copy");
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::copy(data.join("metadata.db"), copy.join("metadata.db")).unwrap();
-    let data = copy;
-    let run_copy = |args: &[&str]| {
-        let out = Command::new(bin())
-            .args(args)
-            .arg("--data")
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run_copy = |args: &[&str]| on_store(&copy, args, None);
     assert!(run_copy(&["user", "list"]).contains("first-admin"));
     assert!(run_copy(&["token", "list"]).contains("kept"));
 }

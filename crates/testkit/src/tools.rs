@@ -148,3 +148,21 @@ pub fn run(cmd: &mut Command) -> Output {
 pub fn try_run(cmd: &mut Command) -> Output {
     run_with_timeout(cmd, DEFAULT_TIMEOUT)
 }
+
+/// Run the `stowage` binary `bin` on the store in `data` (`ARGS --data DATA`, for `user` and
+/// `token` commands), with `stdin` written to it, ignoring any `STOWAGE_CONFIG` or
+/// `STOWAGE_SERVER` of the caller's environment; panics unless it exits 0.
+pub fn stowage_on_store(
+    bin: &std::path::Path,
+    data: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("STOWAGE_CONFIG")
+        .env_remove("STOWAGE_SERVER");
+    run_with_input(&mut cmd, stdin, DEFAULT_TIMEOUT).ok()
+}

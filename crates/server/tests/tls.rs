@@ -501,7 +501,13 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         .unwrap();
     let _silent = TcpStream::connect(server.addr).await.unwrap();
 
-    let client = client_trusting(&set.ca_cert, server.addr);
+    // No retries: reqwest re-sends a request whose HTTP/2 stream ended with a remote GOAWAY,
+    // which would turn an in-flight request cut by the shutdown into a confusing "connection
+    // refused" from the closed listener.
+    let client = builder_trusting(&set.ca_cert, server.addr)
+        .retry(reqwest::retry::never())
+        .build()
+        .unwrap();
     let started = server.started.notified();
     let slow = tokio::spawn({
         let url = format!("https://localhost:{port}/slow");

@@ -182,8 +182,11 @@ async fn lowered_rights_and_removed_user() {
         .expect_ok();
     reg.cli(&["user", "grant", "alice", "team/**:pull"], "")
         .expect_ok();
-    wait_until("the token loses push", || async {
+    // Two commands, so the server may see the first (no rights at all) before the second:
+    // wait for the state after both, not just for push to be gone.
+    wait_until("the token loses push and keeps pull", || async {
         reg.start_upload_as(&tok, "team/app", "").await.status == 403
+            && reg.get_manifest_as(&tok, "team/app", "v1").await.status == 200
     })
     .await;
     for who in [&alice(), &tok, &jwt_pw, &jwt_tok] {

@@ -23,7 +23,7 @@ use stowage_testkit::podman::Podman;
 use stowage_testkit::server::Server;
 use stowage_testkit::skopeo::Skopeo;
 use stowage_testkit::tls::{Access, Trust};
-use stowage_testkit::tools::Output;
+use stowage_testkit::tools::{Output, add_store_user};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stowage");
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
@@ -77,25 +77,13 @@ impl Env {
     fn start() -> Env {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().join("data");
-        let pw = |p: &str| format!("{p}\n");
-        stowage_cli(
+        let bin = Path::new(BIN);
+        add_store_user(bin, &data, ADMIN, &["--admin"]);
+        add_store_user(
+            bin,
             &data,
-            &["user", "add", ADMIN.0, "--admin", "--password-stdin"],
-            Some(&pw(ADMIN.1)),
-        );
-        stowage_cli(
-            &data,
-            &[
-                "user",
-                "add",
-                DEV.0,
-                "--grant",
-                "team/**:pull",
-                "--grant",
-                "team/**:push",
-                "--password-stdin",
-            ],
-            Some(&pw(DEV.1)),
+            DEV,
+            &["--grant", "team/**:pull", "--grant", "team/**:push"],
         );
         let token = |user: &str, scope: &str| {
             let out = stowage_cli(

@@ -166,3 +166,17 @@ pub fn stowage_on_store(
         .env_remove("STOWAGE_SERVER");
     run_with_input(&mut cmd, stdin, DEFAULT_TIMEOUT).ok()
 }
+
+/// `stowage user add NAME EXTRA... --password-stdin` on the store in `data`, for a `(name,
+/// password)` pair; panics unless it succeeds.
+pub fn add_store_user(
+    bin: &std::path::Path,
+    data: &std::path::Path,
+    (name, password): (&str, &str),
+    extra: &[&str],
+) -> Output {
+    let mut args = vec!["user", "add", name];
+    args.extend_from_slice(extra);
+    args.push("--password-stdin");
+    stowage_on_store(bin, data, &args, Some(&format!("{password}\n")))
+}

@@ -114,13 +114,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Link the blob an upload produced and end the session, in one transaction. With
     /// `session`, the session's row becomes a tombstone so its id is refused from now on (until
     /// purged with the other stale rows); a single-request upload has no session to end.
+    /// Compare-and-set like [`MetadataStore::advance_upload`]: when the session no longer holds
+    /// `session.offset` bytes (or has ended), nothing is linked and the answer is false.
     async fn finish_upload(
         &self,
         session: Option<&Upload>,
         repo: &str,
         digest: &Digest,
         size: u64,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Remove a blob's link from a repository; false if it was not linked.
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
 
@@ -165,8 +167,14 @@ pub trait MetadataStore: Send + Sync + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>>;
 
-    /// Record an upload session's progress (creating its row on the first chunk).
+    /// Record an upload session's state unconditionally (creating its row if needed); used to
+    /// end a session.
     async fn save_upload(&self, upload: &Upload) -> Result<()>;
+    /// Move a live session from `from` bytes to `upload.offset` (with its hash state), creating
+    /// its row on the first chunk, only if it still holds exactly `from` bytes: the one way a
+    /// session's offset advances, so two writers racing on one session never both succeed.
+    /// False (and nothing changed) when the session moved, ended or never started at `from`.
+    async fn advance_upload(&self, upload: &Upload, from: u64) -> Result<bool>;
     /// Find an upload session.
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
     /// Forget an upload session.

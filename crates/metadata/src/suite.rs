@@ -67,17 +67,70 @@ pub async fn run(store: &dyn MetadataStore) {
         store.stale_uploads(25).await.unwrap(),
         vec!["u1".to_string()]
     );
-    store
-        .finish_upload(Some(&progressed), "b", &blob, 4)
-        .await
-        .unwrap();
+    let stale = Upload {
+        offset: 41,
+        ..progressed.clone()
+    };
+    assert!(
+        !store
+            .finish_upload(Some(&stale), "b", &blob, 4)
+            .await
+            .unwrap(),
+        "finishing from a stale offset changes nothing"
+    );
+    assert_eq!(store.blob_in_repo("b", &blob).await.unwrap(), None);
+    assert!(
+        store
+            .finish_upload(Some(&progressed), "b", &blob, 4)
+            .await
+            .unwrap()
+    );
     assert!(
         store.get_upload("u1").await.unwrap().unwrap().ended,
         "a finished session leaves a tombstone"
     );
     store.delete_upload("u1").await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap(), None);
-    store.finish_upload(None, "b", &blob, 4).await.unwrap();
+    assert!(store.finish_upload(None, "b", &blob, 4).await.unwrap());
+    assert!(store.unlink_blob("b", &blob).await.unwrap());
+
+    // A session's offset moves only by compare-and-set: of two writers that both started from
+    // the same offset, exactly one moves it; an ended session never moves again.
+    let fresh = Upload {
+        id: "u2".into(),
+        ..up.clone()
+    };
+    let to = |offset: u64, state: u8| Upload {
+        offset,
+        hash_state: Some(vec![state]),
+        ..fresh.clone()
+    };
+    assert!(
+        !store.advance_upload(&to(5, 1), 3).await.unwrap(),
+        "no row yet: it holds 0"
+    );
+    assert!(
+        store.advance_upload(&to(5, 1), 0).await.unwrap(),
+        "the first chunk"
+    );
+    assert!(
+        !store.advance_upload(&to(9, 2), 0).await.unwrap(),
+        "the loser of the race"
+    );
+    let got = store.get_upload("u2").await.unwrap().unwrap();
+    assert_eq!((got.offset, got.hash_state), (5, Some(vec![1])));
+    assert!(store.advance_upload(&to(9, 3), 5).await.unwrap());
+    let ended = Upload {
+        ended: true,
+        ..to(9, 3)
+    };
+    assert!(store.advance_upload(&ended, 9).await.unwrap());
+    assert!(
+        !store.advance_upload(&to(12, 4), 9).await.unwrap(),
+        "ended for good"
+    );
+    store.delete_upload("u2").await.unwrap();
+    assert!(store.finish_upload(None, "b", &blob, 4).await.unwrap());
     assert_eq!(store.blob_in_repo("b", &blob).await.unwrap(), Some(4));
     assert!(store.unlink_blob("b", &blob).await.unwrap());
     assert!(!store.unlink_blob("b", &blob).await.unwrap());

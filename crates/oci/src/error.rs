@@ -23,12 +23,6 @@ pub enum ErrorCode {
     Unsupported,
     TooManyRequests,
     TagInvalid,
-    /// An unsatisfiable blob `Range`. The spec has no code for it, so it is rendered as a bare
-    /// 416 with `Content-Range` and no JSON error body (the code field must be a spec code).
-    RangeInvalid,
-    /// The registry's disk is full (507). Like `RangeInvalid`, not a spec code: rendered with a
-    /// plain-text body.
-    StorageFull,
     Internal,
 }
 
@@ -51,8 +45,6 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::TagInvalid => "TAG_INVALID",
-            ErrorCode::RangeInvalid => "RANGE_INVALID",
-            ErrorCode::StorageFull => "STORAGE_FULL",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
@@ -75,8 +67,6 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
-            ErrorCode::RangeInvalid => 416,
-            ErrorCode::StorageFull => 507,
             ErrorCode::Internal => 500,
         }
     }

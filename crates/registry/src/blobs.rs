@@ -4,7 +4,7 @@
 //! mounted there): the bytes are shared, the visibility is not.
 
 use stowage_oci::range::{RangeOutcome, apply_range};
-use stowage_oci::{Digest, ErrorCode, RepoName};
+use stowage_oci::{Digest, RepoName};
 use stowage_storage::ByteStream;
 
 use crate::{Error, Registry, Result};
@@ -29,7 +29,9 @@ impl Registry {
         self.meta
             .blob_in_repo(repo.as_str(), digest)
             .await?
-            .ok_or_else(|| Error::blob_unknown(digest))
+            .ok_or_else(|| Error::BlobUnknown {
+                digest: digest.clone(),
+            })
     }
 
     /// Open a blob for reading, honouring a `Range` header.
@@ -43,24 +45,21 @@ impl Registry {
         let (start, len, partial) = match range.map(|r| apply_range(r, size)) {
             None | Some(RangeOutcome::Full) => (0, size, None),
             Some(RangeOutcome::Partial { start, end }) => {
-                let len = stowage_oci::range::range_len(start, end).ok_or_else(|| {
-                    Error::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
-                        .header("Content-Range", format!("bytes */{size}"))
-                })?;
+                let len = stowage_oci::range::range_len(start, end)
+                    .ok_or(Error::RangeNotSatisfiable { size })?;
                 (start, len, Some((start, end)))
             }
             Some(RangeOutcome::Unsatisfiable) => {
-                return Err(
-                    Error::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
-                        .header("Content-Range", format!("bytes */{size}")),
-                );
+                return Err(Error::RangeNotSatisfiable { size });
             }
         };
         let stream = match self.blobs.read(digest, start, len).await {
             Ok(s) => s,
             Err(stowage_storage::StorageError::NotFound) => {
                 tracing::error!(%digest, "blob linked in metadata but missing from storage");
-                return Err(Error::blob_unknown(digest));
+                return Err(Error::BlobUnknown {
+                    digest: digest.clone(),
+                });
             }
             Err(e) => return Err(e.into()),
         };
@@ -74,12 +73,14 @@ impl Registry {
     /// Remove a blob from one repository (its bytes stay for others until garbage collection).
     pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         if !self.settings.delete_enabled {
-            return Err(Error::unsupported("deletion"));
+            return Err(Error::Disabled("deletion"));
         }
         if self.meta.unlink_blob(repo.as_str(), digest).await? {
             Ok(())
         } else {
-            Err(Error::blob_unknown(digest))
+            Err(Error::BlobUnknown {
+                digest: digest.clone(),
+            })
         }
     }
 

@@ -1,136 +1,94 @@
-//! The registry's one domain error: an OCI code, a message for the client, optional detail and
-//! the extra headers some errors carry (`Range` on a 416 upload, `Content-Range` on a 416 read).
+//! The registry's one domain error: what went wrong, in the registry's terms.
 //!
-//! Internal failures keep their cause for the log but show the client only a generic message,
-//! so no path, SQL or other internals leak. Rendering to HTTP happens in the server crate only.
-
-use std::fmt;
+//! No HTTP here: no status, no header, no wire code. The server's renderer decides how each
+//! case is answered (`crates/server/src/error.rs`). Internal failures keep their cause for the
+//! log; the renderer shows the client a generic message, so no path, SQL or other internals
+//! leak.
 
 use stowage_metadata::MetadataError;
-use stowage_oci::ErrorCode;
+use stowage_oci::Digest;
 use stowage_storage::StorageError;
 
-/// Why reading a request body stopped early; the server puts one of these inside the
-/// `io::Error` its body stream yields, and the registry turns it into the right OCI error.
+/// Everything a registry operation can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    /// The body exceeded a configured limit.
-    #[error("request body larger than the {0}-byte limit")]
-    TooLarge(u64),
-    /// No data arrived for the idle timeout.
-    #[error("no request data received for {0} seconds")]
-    Idle(u64),
-}
-
-/// A registry error, ready to be rendered by the server.
-#[derive(Debug)]
-pub struct Error {
-    pub code: ErrorCode,
-    pub message: String,
-    pub detail: serde_json::Value,
-    /// Headers to add to the error response.
-    pub headers: Vec<(&'static str, String)>,
-    /// Overrides the code's status (413 for oversized manifests, 416 for upload ranges).
-    pub status: Option<u16>,
-    /// The cause of an internal error, for the log only.
-    pub internal: Option<String>,
+pub enum Error {
+    /// No such blob in the repository.
+    #[error("blob unknown to registry")]
+    BlobUnknown { digest: Digest },
+    /// No such manifest (by tag or digest) in the repository.
+    #[error("manifest unknown")]
+    ManifestUnknown { reference: String },
+    /// The repository does not exist.
+    #[error("repository name not known to registry")]
+    NameUnknown { name: String },
+    /// A manifest names a blob or child manifest the repository does not hold.
+    #[error("{reason}")]
+    ManifestBlobUnknown {
+        reason: &'static str,
+        digest: Digest,
+    },
+    /// The manifest fails validation.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// The manifest body is larger than the configured limit.
+    #[error("manifest is larger than the {limit}-byte limit")]
+    ManifestTooLarge { limit: u64 },
+    /// The manifest body does not hash to the digest it was pushed under.
+    #[error("manifest body does not match the digest in the URL")]
+    ManifestDigestMismatch { expected: Digest, computed: Digest },
+    /// Uploaded bytes do not hash to the digest the client gave.
+    #[error("provided digest did not match uploaded content")]
+    DigestMismatch { expected: Digest, computed: Digest },
+    /// No such upload session (or it ended, expired, or belongs to someone else).
+    #[error("blob upload unknown to registry")]
+    UploadUnknown,
+    /// A chunk does not start where the session ends, or its range is impossible; `offset`
+    /// is what the session holds, so the client can resume from there.
+    #[error("{reason}")]
+    RangeMismatch {
+        id: String,
+        offset: u64,
+        reason: String,
+    },
+    /// Another request is appending to the session right now.
+    #[error("another request is writing to this upload; wait for it to finish, then resume")]
+    UploadBusy { id: String, offset: u64 },
+    /// The chunk's length disagrees with its `Content-Range` or `Content-Length`.
+    #[error("{0}")]
+    ChunkLength(&'static str),
+    /// A blob read asked for bytes outside the blob.
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    /// Reading the client's body failed (it went away, stalled, or sent too much); the
+    /// caller that supplied the body knows why.
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    /// The disk behind the blob or metadata store is full; nothing was stored.
+    #[error(
+        "the registry's storage is full; nothing was stored. Free space on the registry and retry"
+    )]
+    StorageFull,
+    /// An operation this registry has turned off.
+    #[error("{0} is disabled on this registry")]
+    Disabled(&'static str),
+    /// A backend failed: the cause is for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// An error with the code's default status.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error {
-            code,
-            message: message.into(),
-            detail: serde_json::Value::Null,
-            headers: Vec::new(),
-            status: None,
-            internal: None,
-        }
-    }
-
-    /// Attach a JSON detail.
-    pub fn detail(mut self, detail: serde_json::Value) -> Error {
-        self.detail = detail;
-        self
-    }
-
-    /// Attach a response header.
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Error {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    /// Override the HTTP status.
-    pub fn status(mut self, status: u16) -> Error {
-        self.status = Some(status);
-        self
-    }
-
-    /// The status to send.
-    pub fn http_status(&self) -> u16 {
-        self.status.unwrap_or_else(|| self.code.status())
-    }
-
-    /// A server-side failure: logged in full, shown as a generic message.
-    pub fn internal(cause: impl fmt::Display) -> Error {
-        let mut e = Error::new(
-            ErrorCode::Internal,
-            "internal server error; the registry log has details",
-        );
-        e.internal = Some(cause.to_string());
-        e
-    }
-
-    pub fn blob_unknown(digest: &impl fmt::Display) -> Error {
-        Error::new(ErrorCode::BlobUnknown, "blob unknown to registry")
-            .detail(serde_json::json!({ "digest": digest.to_string() }))
-    }
-
-    pub fn manifest_unknown(reference: &impl fmt::Display) -> Error {
-        Error::new(ErrorCode::ManifestUnknown, "manifest unknown")
-            .detail(serde_json::json!({ "reference": reference.to_string() }))
-    }
-
-    pub fn upload_unknown() -> Error {
-        Error::new(
-            ErrorCode::BlobUploadUnknown,
-            "blob upload unknown to registry",
-        )
-    }
-
-    /// The disk behind the blob or metadata store is full: 507, and nothing was stored.
-    pub fn storage_full() -> Error {
-        Error::new(
-            ErrorCode::StorageFull,
-            "the registry's storage is full; nothing was stored. Free space on the registry and retry",
-        )
-    }
-
-    pub fn unsupported(what: &str) -> Error {
-        Error::new(
-            ErrorCode::Unsupported,
-            format!("{what} is disabled on this registry"),
-        )
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code.as_str(), self.message)?;
-        if let Some(i) = &self.internal {
-            write!(f, " ({i})")?;
-        }
-        Ok(())
+    /// A server-side failure with its cause (logged, never shown).
+    pub fn internal(cause: impl std::fmt::Display) -> Error {
+        Error::Internal(cause.to_string())
     }
 }
 
 impl From<MetadataError> for Error {
     fn from(e: MetadataError) -> Error {
         match e {
-            MetadataError::Full => Error::storage_full(),
+            MetadataError::Full => Error::StorageFull,
             other => Error::internal(other),
         }
     }
@@ -139,25 +97,9 @@ impl From<MetadataError> for Error {
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Error {
         match e {
-            StorageError::Body(io) => {
-                match io.get_ref().and_then(|i| i.downcast_ref::<BodyError>()) {
-                    Some(BodyError::TooLarge(limit)) => Error::new(
-                        ErrorCode::SizeInvalid,
-                        format!("request body larger than {limit} bytes"),
-                    )
-                    .status(413),
-                    Some(BodyError::Idle(s)) => Error::new(
-                        ErrorCode::BlobUploadInvalid,
-                        format!("no data received for {s} seconds; resume the upload"),
-                    ),
-                    None => Error::new(
-                        ErrorCode::BlobUploadInvalid,
-                        format!("reading the request body failed: {io}"),
-                    ),
-                }
-            }
+            StorageError::Body(io) => Error::Body(io.to_string()),
             StorageError::NotFound => Error::internal("stored data missing"),
-            StorageError::Full => Error::storage_full(),
+            StorageError::Full => Error::StorageFull,
             StorageError::Io(e) => Error::internal(e),
         }
     }

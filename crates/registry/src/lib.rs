@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use stowage_metadata::MetadataStore;
 use stowage_storage::BlobStore;
 
-pub use error::{BodyError, Error, Result};
+pub use error::{Error, Result};
 
 /// Behaviour switches of the registry (a slice of the server configuration).
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Tag and catalog pages (byte order, `n`/`last` paging) and the referrers index.
 
-use stowage_oci::{Digest, ErrorCode, RepoName, media};
+use stowage_oci::{Digest, RepoName, media};
 
 use crate::{Error, Registry, Result};
 
@@ -27,12 +27,8 @@ impl Registry {
     ) -> Result<Page> {
         let size = self.page_size(n);
         let known = self.meta.list_tags(repo.as_str(), last, size + 1).await?;
-        let items = known.ok_or_else(|| {
-            Error::new(
-                ErrorCode::NameUnknown,
-                "repository name not known to registry",
-            )
-            .detail(serde_json::json!({ "name": repo.as_str() }))
+        let items = known.ok_or_else(|| Error::NameUnknown {
+            name: repo.to_string(),
         })?;
         Ok(paginate(items, size))
     }

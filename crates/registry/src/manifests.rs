@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use stowage_metadata::{ManifestMeta, NewManifest};
 use stowage_oci::manifest::{self, Descriptor, Kind};
-use stowage_oci::{Algorithm, Digest, ErrorCode, Reference, RepoName, Tag};
+use stowage_oci::{Algorithm, Digest, Reference, RepoName, Tag};
 
 use crate::{Error, Registry, Result};
 
@@ -26,7 +26,7 @@ pub struct Pushed {
 }
 
 fn invalid(message: impl Into<String>) -> Error {
-    Error::new(ErrorCode::ManifestInvalid, message)
+    Error::ManifestInvalid(message.into())
 }
 
 /// Descriptors whose targets are looked up in one metadata read.
@@ -52,8 +52,10 @@ where
         for d in batch {
             match found.get(&d.digest) {
                 None => {
-                    return Err(Error::new(ErrorCode::ManifestBlobUnknown, unknown)
-                        .detail(serde_json::json!({ "digest": d.digest.to_string() })));
+                    return Err(Error::ManifestBlobUnknown {
+                        reason: unknown,
+                        digest: d.digest.clone(),
+                    });
                 }
                 Some(&size) if size != d.size => {
                     return Err(invalid(format!(
@@ -79,14 +81,9 @@ impl Registry {
         extra_tags: &[Tag],
     ) -> Result<Pushed> {
         if body.len() as u64 > self.settings.max_manifest_size {
-            return Err(Error::new(
-                ErrorCode::SizeInvalid,
-                format!(
-                    "manifest is larger than the {}-byte limit",
-                    self.settings.max_manifest_size
-                ),
-            )
-            .status(413));
+            return Err(Error::ManifestTooLarge {
+                limit: self.settings.max_manifest_size,
+            });
         }
         let parsed = manifest::parse(&body, content_type).map_err(|e| invalid(e.to_string()))?;
         let sha256 = Digest::of(Algorithm::Sha256, &body);
@@ -98,8 +95,10 @@ impl Registry {
                     Digest::of(want.algorithm(), &body)
                 };
                 if &got != want {
-                    return Err(Error::new(ErrorCode::DigestInvalid, "manifest body does not match the digest in the URL")
-                        .detail(serde_json::json!({ "expected": want.to_string(), "computed": got.to_string() })));
+                    return Err(Error::ManifestDigestMismatch {
+                        expected: want.clone(),
+                        computed: got,
+                    });
                 }
                 got
             }
@@ -227,13 +226,15 @@ impl Registry {
                     .await?
             }
         };
-        found.ok_or_else(|| Error::manifest_unknown(reference))
+        found.ok_or_else(|| Error::ManifestUnknown {
+            reference: reference.to_string(),
+        })
     }
 
     /// Handle DELETE of a manifest: by digest removes it and its tags, by tag removes the tag.
     pub async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
         if !self.settings.delete_enabled {
-            return Err(Error::unsupported("deletion"));
+            return Err(Error::Disabled("deletion"));
         }
         let found = match reference {
             Reference::Tag(t) => self.meta.delete_tag(repo.as_str(), t.as_str()).await?,
@@ -242,7 +243,9 @@ impl Registry {
         if found {
             Ok(())
         } else {
-            Err(Error::manifest_unknown(reference))
+            Err(Error::ManifestUnknown {
+                reference: reference.to_string(),
+            })
         }
     }
 }

@@ -8,8 +8,8 @@
 
 use stowage_metadata::Upload;
 
-use crate::session_id::{self, SessionClaims};
-use stowage_oci::{Algorithm, Digest, ErrorCode, Hasher, RepoName};
+use crate::session_id::{self, SessionClaims, UploadId};
+use stowage_oci::{Algorithm, Digest, Hasher, RepoName};
 use stowage_storage::ByteStream;
 
 use crate::{Error, Registry, Result, now};
@@ -18,7 +18,7 @@ use crate::{Error, Registry, Result, now};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
     /// A session was opened (202).
-    Session { id: String },
+    Session { id: UploadId },
     /// The blob was mounted from another repository (201).
     Mounted { digest: Digest },
     /// A single-POST monolithic upload completed (201).
@@ -44,7 +44,7 @@ pub struct StartRequest {
 pub type Readable = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// A chunk's declared position.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRange {
     pub start: u64,
     pub end: u64,
@@ -58,20 +58,20 @@ impl ChunkRange {
 }
 
 /// Marks an upload as being written; released on drop, whatever way the request ends.
+///
+/// In-process only: the data directory's lock keeps a second process off the same store, and
+/// the session offset moves only by compare-and-set (see `MetadataStore::advance_upload`), so a
+/// writer that lost a race never acknowledges bytes.
 struct BusyGuard {
     set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     id: String,
 }
 
 impl BusyGuard {
-    fn take(reg: &Registry, id: &str) -> Result<BusyGuard> {
-        if !reg.busy.lock().expect("busy set").insert(id.to_string()) {
-            return Err(Error::new(
-                ErrorCode::BlobUploadInvalid,
-                "another request is writing to this upload; wait for it to finish, then resume",
-            ));
-        }
-        Ok(BusyGuard {
+    /// Claim `id`, or None while another request holds it.
+    fn take(reg: &Registry, id: &UploadId) -> Option<BusyGuard> {
+        let mut set = reg.busy.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_string()).then(|| BusyGuard {
             set: reg.busy.clone(),
             id: id.to_string(),
         })
@@ -80,7 +80,10 @@ impl BusyGuard {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.set.lock().expect("busy set").remove(&self.id);
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -91,13 +94,9 @@ fn random128() -> Result<[u8; 16]> {
     Ok(b)
 }
 
-fn new_upload_id() -> Result<String> {
-    Ok(random128()?.iter().map(|x| format!("{x:02x}")).collect())
-}
-
-fn range_header(offset: u64) -> String {
-    // Distribution answers `0-0` for an empty session, and clients expect that form.
-    format!("0-{}", offset.saturating_sub(1))
+fn new_upload_id() -> Result<UploadId> {
+    let hex: String = random128()?.iter().map(|x| format!("{x:02x}")).collect();
+    UploadId::parse(&hex).ok_or_else(|| Error::internal("a fresh upload id is malformed"))
 }
 
 impl Registry {
@@ -119,7 +118,7 @@ impl Registry {
                 .complete(repo, &id, None, 0, hasher, body, &digest)
                 .await;
             if result.is_err() {
-                let _ = self.blobs.upload_abort(&id).await;
+                let _ = self.blobs.upload_abort(id.as_str()).await;
             }
             return result.map(|_| Started::Created { digest });
         }
@@ -162,7 +161,7 @@ impl Registry {
     pub async fn upload_opened_at(
         &self,
         repo: &RepoName,
-        id: &str,
+        id: &UploadId,
         owner: &str,
     ) -> Result<Option<i64>> {
         let key = self.session_key().await?;
@@ -174,18 +173,18 @@ impl Registry {
     /// Find a session and check it belongs to `repo` and `owner`: the signed id proves both,
     /// then its row (once bytes arrived) or the id's claims give its state. Ended and expired
     /// sessions are unknown.
-    async fn session(&self, repo: &RepoName, id: &str, owner: &str) -> Result<Upload> {
+    async fn session(&self, repo: &RepoName, id: &UploadId, owner: &str) -> Result<Upload> {
         let claims = session_id::verify(self.session_key().await?, id, repo.as_str(), owner)
-            .ok_or_else(Error::upload_unknown)?;
-        if let Some(u) = self.meta.get_upload(id).await? {
+            .ok_or(Error::UploadUnknown)?;
+        if let Some(u) = self.meta.get_upload(id.as_str()).await? {
             return if u.repo == repo.as_str() && !u.ended {
                 Ok(u)
             } else {
-                Err(Error::upload_unknown())
+                Err(Error::UploadUnknown)
             };
         }
         if now() - claims.created > self.settings.upload_purge_after as i64 {
-            return Err(Error::upload_unknown());
+            return Err(Error::UploadUnknown);
         }
         Ok(Upload {
             id: id.to_string(),
@@ -197,6 +196,27 @@ impl Registry {
             created: claims.created,
             updated: claims.created,
         })
+    }
+
+    /// Claim a session for writing: the session, held by this request alone until the guard
+    /// drops. While another request writes to it, the answer is `UploadBusy` with the offset
+    /// acknowledged so far, so the client can resume from there.
+    async fn claim(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        owner: &str,
+    ) -> Result<(Upload, BusyGuard)> {
+        match BusyGuard::take(self, id) {
+            Some(guard) => Ok((self.session(repo, id, owner).await?, guard)),
+            None => {
+                let up = self.session(repo, id, owner).await?;
+                Err(Error::UploadBusy {
+                    id: id.to_string(),
+                    offset: up.offset,
+                })
+            }
+        }
     }
 
     /// The running hasher of a session at its offset: restored from the state saved with the
@@ -221,40 +241,52 @@ impl Registry {
         content_length: Option<u64>,
     ) -> Result<()> {
         let Some(r) = range else { return Ok(()) };
+        let mismatch = |reason: String| Error::RangeMismatch {
+            id: up.id.clone(),
+            offset: up.offset,
+            reason,
+        };
         let Some(chunk_len) = r.byte_count() else {
             // `0-18446744073709551615`: a length no body can have (and that would wrap).
-            return Err(Error::new(
-                ErrorCode::BlobUploadInvalid,
-                format!(
-                    "Content-Range {}-{} is not a valid range of bytes",
-                    r.start, r.end
-                ),
-            )
-            .status(416)
-            .header("Range", range_header(up.offset))
-            .header("Docker-Upload-UUID", up.id.clone()));
+            return Err(mismatch(format!(
+                "Content-Range {}-{} is not a valid range of bytes",
+                r.start, r.end
+            )));
         };
         if r.start != up.offset {
-            return Err(Error::new(
-                ErrorCode::BlobUploadInvalid,
-                format!(
-                    "chunk starts at {} but the upload holds {} bytes",
-                    r.start, up.offset
-                ),
-            )
-            .status(416)
-            .header("Range", range_header(up.offset))
-            .header("Docker-Upload-UUID", up.id.clone()));
+            return Err(mismatch(format!(
+                "chunk starts at {} but the upload holds {} bytes",
+                r.start, up.offset
+            )));
         }
         if let Some(len) = content_length
             && len != chunk_len
         {
-            return Err(Error::new(
-                ErrorCode::BlobUploadInvalid,
+            return Err(Error::ChunkLength(
                 "Content-Range does not match Content-Length",
             ));
         }
         Ok(())
+    }
+
+    /// Record that a session now holds `progress.offset` bytes, if it still held `from` bytes:
+    /// a request that lost a race for the session acknowledges nothing.
+    async fn advance(&self, progress: &Upload, from: u64) -> Result<()> {
+        if self.meta.advance_upload(progress, from).await? {
+            return Ok(());
+        }
+        let now_at = self
+            .meta
+            .get_upload(&progress.id)
+            .await?
+            .map_or(0, |u| u.offset);
+        Err(Error::RangeMismatch {
+            id: progress.id.clone(),
+            offset: now_at,
+            reason: format!(
+                "another request moved the upload to {now_at} bytes while this chunk was written"
+            ),
+        })
     }
 
     /// Handle a PATCH: append a chunk (with `Content-Range`) or a stream (without). Returns the
@@ -262,46 +294,40 @@ impl Registry {
     pub async fn upload_patch(
         &self,
         repo: &RepoName,
-        id: &str,
+        id: &UploadId,
         owner: &str,
         range: Option<ChunkRange>,
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let _busy = BusyGuard::take(self, id)?;
-        let up = self.session(repo, id, owner).await?;
+        let (up, _busy) = self.claim(repo, id, owner).await?;
         Self::check_range(&up, range, content_length)?;
         let hasher = self.hasher_at(&up, up.algorithm).await?;
         let appended = self
             .blobs
-            .upload_append(id, up.offset, body, hasher, true)
+            .upload_append(id.as_str(), up.offset, body, hasher, true)
             .await?;
         if let Some(r) = range
             && Some(appended.len) != r.end.checked_add(1)
         {
-            return Err(Error::new(
-                ErrorCode::BlobUploadInvalid,
+            return Err(Error::ChunkLength(
                 "chunk length does not match its Content-Range",
             ));
         }
+        let from = up.offset;
         let progress = Upload {
             offset: appended.len,
             hash_state: Some(appended.hasher.save_state()),
             updated: now(),
             ..up
         };
-        self.meta.save_upload(&progress).await?;
+        self.advance(&progress, from).await?;
         Ok(appended.len)
     }
 
     /// Handle `GET <location>`: the acknowledged offset.
-    pub async fn upload_status(&self, repo: &RepoName, id: &str, owner: &str) -> Result<u64> {
+    pub async fn upload_status(&self, repo: &RepoName, id: &UploadId, owner: &str) -> Result<u64> {
         Ok(self.session(repo, id, owner).await?.offset)
-    }
-
-    /// The `Range` header value for an offset.
-    pub fn upload_range_header(offset: u64) -> String {
-        range_header(offset)
     }
 
     /// Handle the final PUT with `?digest=`, optionally carrying the last chunk.
@@ -309,36 +335,34 @@ impl Registry {
     pub async fn upload_finish(
         &self,
         repo: &RepoName,
-        id: &str,
+        id: &UploadId,
         owner: &str,
         digest: &Digest,
         range: Option<ChunkRange>,
         content_length: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<()> {
-        let _busy = BusyGuard::take(self, id)?;
-        let up = self.session(repo, id, owner).await?;
+        let (up, _busy) = self.claim(repo, id, owner).await?;
         Self::check_range(&up, range, content_length)?;
         let hasher = self.hasher_at(&up, up.algorithm).await?;
         let body = body.unwrap_or_else(|| Box::pin(futures_util::stream::empty()));
         let result = self
             .complete(repo, id, Some(&up), up.offset, hasher, body, digest)
             .await;
-        match &result {
-            Ok(()) => {}
+        if let Err(Error::DigestMismatch { .. }) = &result {
             // A wrong digest ends the session: its bytes can never become that blob.
-            Err(e) if e.code == ErrorCode::DigestInvalid => {
-                let _ = self.blobs.upload_abort(id).await;
-                self.meta
-                    .save_upload(&Upload {
-                        ended: true,
-                        hash_state: None,
-                        updated: now(),
-                        ..up
-                    })
-                    .await?;
+            let _ = self.blobs.upload_abort(id.as_str()).await;
+            let from = up.offset;
+            let ended = Upload {
+                ended: true,
+                hash_state: None,
+                updated: now(),
+                ..up
+            };
+            // Losing this race only means another request already moved the session on.
+            if !self.meta.advance_upload(&ended, from).await? {
+                tracing::debug!(upload = %id, "session moved before it could be ended");
             }
-            Err(_) => {}
         }
         result
     }
@@ -348,7 +372,7 @@ impl Registry {
     async fn complete(
         &self,
         repo: &RepoName,
-        id: &str,
+        id: &UploadId,
         session: Option<&Upload>,
         offset: u64,
         hasher: Hasher,
@@ -357,36 +381,52 @@ impl Registry {
     ) -> Result<()> {
         let appended = self
             .blobs
-            .upload_append(id, offset, body, hasher, false)
+            .upload_append(id.as_str(), offset, body, hasher, false)
             .await?;
         let computed = if appended.hasher.algorithm() == digest.algorithm() {
             appended.hasher.finish()
         } else {
             // The session hashed another algorithm: verify by re-reading what was stored.
             self.blobs
-                .upload_rehash(id, appended.len, digest.algorithm())
+                .upload_rehash(id.as_str(), appended.len, digest.algorithm())
                 .await?
                 .finish()
         };
         if &computed != digest {
-            return Err(Error::new(ErrorCode::DigestInvalid, "provided digest did not match uploaded content")
-                .detail(serde_json::json!({ "expected": digest.to_string(), "computed": computed.to_string() })));
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                computed,
+            });
         }
-        self.blobs.upload_commit(id, digest).await?;
-        self.meta
+        self.blobs.upload_commit(id.as_str(), digest).await?;
+        if !self
+            .meta
             .finish_upload(session, repo.as_str(), digest, appended.len)
-            .await?;
+            .await?
+        {
+            let now_at = self
+                .meta
+                .get_upload(id.as_str())
+                .await?
+                .map_or(0, |u| u.offset);
+            return Err(Error::RangeMismatch {
+                id: id.to_string(),
+                offset: now_at,
+                reason: format!(
+                    "another request moved the upload to {now_at} bytes while it was being finished"
+                ),
+            });
+        }
         // The blob is published and linked; the upload file is only a spare name for it now.
-        if let Err(e) = self.blobs.upload_abort(id).await {
-            tracing::warn!(upload = id, error = %e, "could not remove a finished upload file; the purge will");
+        if let Err(e) = self.blobs.upload_abort(id.as_str()).await {
+            tracing::warn!(upload = %id, error = %e, "could not remove a finished upload file; the purge will");
         }
         Ok(())
     }
 
     /// Handle `DELETE <location>`.
-    pub async fn upload_cancel(&self, repo: &RepoName, id: &str, owner: &str) -> Result<()> {
+    pub async fn upload_cancel(&self, repo: &RepoName, id: &UploadId, owner: &str) -> Result<()> {
         let up = self.session(repo, id, owner).await?;
-        let id = up.id.clone();
         self.meta
             .save_upload(&Upload {
                 ended: true,
@@ -395,7 +435,7 @@ impl Registry {
                 ..up
             })
             .await?;
-        self.blobs.upload_abort(&id).await?;
+        self.blobs.upload_abort(id.as_str()).await?;
         Ok(())
     }
 

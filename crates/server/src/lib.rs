@@ -3,9 +3,11 @@
 //! Layout:
 //! - `config`: the typed configuration and its validation; `config_check` reports every
 //!   problem in a file (`stowage config check`).
-//! - `routes`: path -> `Endpoint` parsing (one parser instead of one route per name depth).
-//! - `handlers`: one module per endpoint group.
-//! - `error`: the only place registry errors become HTTP responses.
+//! - `routes`: method + path + query + shaping headers -> one typed `Endpoint` for every
+//!   route the server answers, with the exhaustive statement of what each requires.
+//! - `handlers`: one arm per endpoint, one module per endpoint group.
+//! - `error`: the one place errors (the registry's domain errors included) become responses.
+//! - `data_lock`: one `serve` per data directory.
 //! - `metrics`: Prometheus counters and histograms, labelled by route template.
 //! - `auth`: who may do what (`--auth`), the token endpoint and the admin API.
 //! - `accounts`: user and token management shared by the admin API and the CLI.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod config;
 pub mod config_check;
 mod config_security;
+mod data_lock;
 mod drain;
 pub mod error;
 mod handlers;
@@ -38,15 +41,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::Error;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, Response, StatusCode, header};
-use bytes::Bytes;
+use axum::http::{HeaderValue, Method, Response, header};
 use stowage_metadata::AuthStore;
 use stowage_metadata::sqlite::SqliteStore;
 use stowage_oci::ErrorCode;
-use stowage_registry::{Error, Registry};
+use stowage_registry::Registry;
 use stowage_storage::OpObserver;
 use stowage_storage::fs::FsBlobStore;
 use tracing::Instrument;
@@ -54,9 +57,10 @@ use tracing::Instrument;
 pub use config::Config;
 
 use crate::auth::Auth;
-use crate::auth::decide::{Need, Principal};
+use crate::auth::decide::Principal;
 use crate::config::Cidr;
 use crate::metrics::Metrics;
+use crate::routes::Requirement;
 
 /// Everything a request handler needs.
 #[derive(Clone)]
@@ -220,7 +224,6 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
     let started = Instant::now();
     let rid = request_id(&req);
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -230,71 +233,44 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
         .extensions()
         .get::<listener::Secure>()
         .is_some_and(|s| s.0);
-    let (route, mut resp) = match path.as_str() {
-        "/auth/token" | "/auth/jwks" | "/.well-known/jwks.json" => match &state.auth {
-            None => (
-                "unknown",
-                plain(404, "authentication is off on this registry\n"),
+    let (parts, body) = req.into_parts();
+    let (route, mut resp) = match routes::parse(&parts) {
+        Err(e) => ("invalid", error::render(&e, head)),
+        Ok(None) => (
+            "unknown",
+            error::render(
+                &Error::new(ErrorCode::NameUnknown, "no such endpoint").status(404),
+                head,
             ),
-            Some(auth) if path == "/auth/token" => {
-                let (parts, body) = req.into_parts();
-                let r = auth.token_endpoint(&parts, body, peer).await;
-                ("/auth/token", r.unwrap_or_else(|e| error::render(&e, head)))
-            }
-            Some(auth) => ("/auth/jwks", auth.jwks()),
-        },
-        p if p.starts_with("/admin/v1/") => match &state.auth {
-            None => (
-                "/admin/v1",
-                plain(
-                    403,
-                    "authentication is off on this server: manage users on its store (--data or --config)\n",
-                ),
-            ),
-            Some(auth) => {
-                let (parts, body) = req.into_parts();
-                let r = auth.admin_api(&parts, body, peer, secure).await;
-                ("/admin/v1", r.unwrap_or_else(|e| error::render(&e, head)))
-            }
-        },
-        "/healthz" => ("/healthz", plain(200, "ok\n")),
-        "/readyz" => (
-            "/readyz",
-            match state.registry.ready().await {
-                Ok(()) => plain(200, "ready\n"),
-                Err(_) => plain(503, "metadata store unavailable\n"),
-            },
         ),
-        "/metrics" => ("/metrics", metrics_endpoint(&state, peer)),
-        _ => match routes::parse(&method, &path) {
-            Err(e) => ("invalid", error::render(&e, head)),
-            Ok(None) => (
-                "unknown",
-                error::render(
-                    &Error::new(ErrorCode::NameUnknown, "no such endpoint").status(404),
-                    head,
-                ),
-            ),
-            Ok(Some(ep)) => {
-                let route = ep.template();
-                let span = tracing::info_span!("request", id = %rid, method = %method, route);
-                let (parts, body) = req.into_parts();
-                let result = async {
-                    let who = match &state.auth {
-                        None => Principal::open(),
-                        Some(auth) => {
-                            let need = Need::of(&ep, &parts.method);
-                            auth.authorize(&state.registry, &parts, peer, secure, &need)
-                                .await?
-                        }
-                    };
-                    handlers::handle(&state, &who, ep, parts, body).await
-                }
-                .instrument(span)
-                .await;
-                (route, result.unwrap_or_else(|e| error::render(&e, head)))
+        Ok(Some(ep)) => {
+            let route = ep.template();
+            let span = tracing::info_span!("request", id = %rid, method = %method, route);
+            let result = async {
+                // The gate: what the endpoint requires, checked before its handler runs. The
+                // admin API's own gate (scope or password, same-origin JSON) runs first thing
+                // in `Auth::admin_api`.
+                let who = match (ep.requirement(), &state.auth) {
+                    (Requirement::Registry(need), Some(auth)) => {
+                        auth.authorize(&state.registry, &parts, peer, secure, &need)
+                            .await?
+                    }
+                    (Requirement::Registry(_) | Requirement::Admin | Requirement::Open, _) => {
+                        Principal::open()
+                    }
+                };
+                let call = handlers::Call {
+                    parts,
+                    body,
+                    peer,
+                    secure,
+                };
+                handlers::handle(&state, &who, ep, call).await
             }
-        },
+            .instrument(span)
+            .await;
+            (route, result.unwrap_or_else(|e| error::render(&e, head)))
+        }
     };
     let status = resp.status().as_u16();
     let took = started.elapsed();
@@ -319,33 +295,6 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
         );
     }
     resp
-}
-
-fn plain(status: u16, text: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header(header::CONTENT_LENGTH, text.len())
-        .body(Body::from(Bytes::from_static(text.as_bytes())))
-        .expect("valid response")
-}
-
-fn metrics_endpoint(state: &AppState, peer: Option<SocketAddr>) -> Response<Body> {
-    if !state.metrics_enabled {
-        return plain(404, "metrics are disabled\n");
-    }
-    if !state.metrics_allow.is_empty()
-        && !peer.is_some_and(|p| state.metrics_allow.iter().any(|c| c.contains(p.ip())))
-    {
-        return plain(403, "metrics are not available to this address\n");
-    }
-    let text = state.metrics.render();
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-        .header(header::CONTENT_LENGTH, text.len())
-        .body(Body::from(text))
-        .expect("valid response")
 }
 
 /// Wait for SIGTERM or SIGINT.
@@ -411,6 +360,9 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
         None => None,
     };
 
+    let data = config.data_dir();
+    prepare_data_dir(&data)?;
+    let _data_lock = data_lock::acquire(&data)?;
     let (registry, meta) = open_sqlite_stores(&config, None)?;
     let mut state = app_state(&config, registry)?;
     if config.auth.enabled {

@@ -231,17 +231,21 @@ impl AuthReg {
         AuthReg { reg, data, config }
     }
 
-    /// A second server on the same data directory with its own configuration `toml`.
+    /// A second server on a copy of this data directory, with its own configuration `toml`.
     pub fn spawn_sibling(&self, toml: &str) -> Server {
-        let path = self.config.with_file_name(format!(
-            "sibling-{}.toml",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self.config.with_file_name(format!("sibling-{stamp}.toml"));
         std::fs::write(&path, toml).expect("write sibling config");
+        // One `serve` per data directory: the sibling runs on a consistent copy of this store
+        // (same users, tokens and signing keys as of now).
+        let copy = self.data.with_file_name(format!("sibling-data-{stamp}"));
+        let data = self.data.display().to_string();
+        let dest = copy.display().to_string();
+        run_cli(&["backup", "--data", &data, &dest], "").expect_ok();
         let p = path.display().to_string();
-        Server::spawn_with_data(bin(), &self.data, &["--config", &p])
+        Server::spawn_with_data(bin(), &copy, &["--config", &p])
     }
 
     /// Run `stowage ARGS --data DIR` on this server's store.

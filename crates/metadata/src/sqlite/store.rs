@@ -49,6 +49,27 @@ fn link(conn: &Connection, repo: &str, digest: &str, size: u64) -> rusqlite::Res
 }
 
 /// Write `u` as an ended session (a tombstone), whether or not it had a row.
+/// Write a session's row as given (insert or replace its state).
+fn save(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET \"offset\" = excluded.\"offset\", hash_state = excluded.hash_state,
+           updated = excluded.updated, ended = excluded.ended",
+    )?
+    .execute(params![
+        u.id,
+        u.repo,
+        u.algorithm.as_str(),
+        u.offset as i64,
+        u.hash_state,
+        u.created,
+        u.updated,
+        u.ended
+    ])?;
+    Ok(())
+}
+
 fn end_session(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended)
@@ -63,6 +84,20 @@ fn end_session(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
         now()
     ])?;
     Ok(())
+}
+
+/// How many bytes a live session holds: 0 before its first chunk (no row yet), None once it
+/// has ended.
+fn session_at(c: &Connection, id: &str) -> rusqlite::Result<Option<u64>> {
+    let row: Option<(i64, bool)> = c
+        .prepare_cached("SELECT \"offset\", ended FROM uploads WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => Some(0),
+        Some((_, true)) => None,
+        Some((offset, false)) => Some(offset as u64),
+    })
 }
 
 fn digest_strings(digests: &[Digest]) -> Vec<String> {
@@ -127,14 +162,19 @@ impl MetadataStore for SqliteStore {
         repo: &str,
         digest: &Digest,
         size: u64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (session, repo, digest) = (session.cloned(), repo.to_string(), digest.to_string());
         self.write(move |c| {
+            if let Some(u) = &session
+                && session_at(c, &u.id)? != Some(u.offset)
+            {
+                return Ok(false);
+            }
             link(c, &repo, &digest, size)?;
             if let Some(u) = session {
                 end_session(c, &u)?;
             }
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -385,24 +425,17 @@ impl MetadataStore for SqliteStore {
 
     async fn save_upload(&self, u: &Upload) -> Result<()> {
         let u = u.clone();
+        self.write(move |c| save(c, &u)).await
+    }
+
+    async fn advance_upload(&self, u: &Upload, from: u64) -> Result<bool> {
+        let u = u.clone();
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (id) DO UPDATE SET \"offset\" = excluded.\"offset\", hash_state = excluded.hash_state,
-                   updated = excluded.updated, ended = excluded.ended",
-            )?
-            .execute(params![
-                u.id,
-                u.repo,
-                u.algorithm.as_str(),
-                u.offset as i64,
-                u.hash_state,
-                u.created,
-                u.updated,
-                u.ended
-            ])?;
-            Ok(())
+            if session_at(c, &u.id)? != Some(from) {
+                return Ok(false);
+            }
+            save(c, &u)?;
+            Ok(true)
         })
         .await
     }

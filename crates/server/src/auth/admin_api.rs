@@ -15,12 +15,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use axum::body::Body;
+use axum::http::Response;
 use axum::http::request::Parts;
-use axum::http::{Method, Response};
 use serde::Deserialize;
 use stowage_oci::ErrorCode;
-use stowage_registry::{Error, Result};
 
 use stowage_auth::pattern::Grant;
 
@@ -28,6 +28,7 @@ use super::admin_gate::Caller;
 use super::snapshot::is_admin_scope;
 use super::{Auth, json, now};
 use crate::accounts::{AccountError, Accounts, canonical_scopes};
+use crate::routes::AdminOp;
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -156,6 +157,7 @@ impl Auth {
     /// Handle a request under `/admin/v1/`.
     pub async fn admin_api(
         &self,
+        op: AdminOp,
         parts: &Parts,
         body: Body,
         peer: Option<SocketAddr>,
@@ -163,21 +165,16 @@ impl Auth {
     ) -> Result<Response<Body>> {
         self.admin_same_origin_json(parts, peer, secure)?;
         let caller = self.admin_caller(parts, peer, secure).await?;
-        let result = self.admin_operation(parts, body, &caller).await;
-        let m = &parts.method;
-        if result.is_ok() && matches!(*m, Method::POST | Method::PATCH | Method::DELETE) {
+        let changes = !matches!(op, AdminOp::ListUsers | AdminOp::ListTokens { .. });
+        let result = self.admin_operation(op, body, &caller).await;
+        if result.is_ok() && changes {
             // Apply the change here at once, not at the next poll.
             let _ = self.reload(false).await;
         }
         result
     }
 
-    async fn admin_operation(
-        &self,
-        parts: &Parts,
-        body: Body,
-        c: &Caller,
-    ) -> Result<Response<Body>> {
+    async fn admin_operation(&self, op: AdminOp, body: Body, c: &Caller) -> Result<Response<Body>> {
         let admin = c.admin;
         // Managing users: an administrator with its password.
         let manage_users = || {
@@ -191,19 +188,13 @@ impl Auth {
         };
         let me = c.me().to_string();
         let accounts = Accounts::new(self.store().clone());
-        let path = parts.uri.path().trim_start_matches("/admin/v1");
-        let segments: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| crate::routes::percent_decode(s).unwrap_or_default())
-            .collect();
-        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-        match (parts.method.clone(), seg.as_slice()) {
-            (Method::GET, ["users"]) if admin => Ok(json(
+        match op {
+            AdminOp::ListUsers if admin => Ok(json(
                 200,
                 &accounts.list_users().await.map_err(account_error)?,
             )),
-            (Method::POST, ["users"]) => {
+            AdminOp::ListUsers => Err(denied()),
+            AdminOp::AddUser => {
                 manage_users()?;
                 let u: NewUser = body_json(body).await?;
                 let made = accounts
@@ -212,7 +203,7 @@ impl Auth {
                     .map_err(account_error)?;
                 Ok(json(201, &made))
             }
-            (Method::POST, ["users", "import"]) => {
+            AdminOp::ImportUsers => {
                 manage_users()?;
                 let i: Import = body_json(body).await?;
                 let (imported, skipped) = accounts
@@ -224,8 +215,9 @@ impl Auth {
                     &serde_json::json!({"imported": imported, "skipped": skipped}),
                 ))
             }
-            (Method::PATCH, ["users", name]) => {
-                let own = *name == me;
+            AdminOp::ChangeUser(name) => {
+                let name = name.as_str();
+                let own = name == me;
                 if !(own && c.password) {
                     manage_users().map_err(|e| {
                         if own && !c.password {
@@ -253,14 +245,13 @@ impl Auth {
                     .map_err(account_error)?;
                 Ok(json(200, &info))
             }
-            (Method::DELETE, ["users", name]) => {
+            AdminOp::RemoveUser(name) => {
                 manage_users()?;
-                accounts.remove_user(name).await.map_err(account_error)?;
+                accounts.remove_user(&name).await.map_err(account_error)?;
                 Ok(no_content())
             }
-            (Method::GET, ["tokens"]) => {
-                let q = crate::routes::query_pairs(parts.uri.query());
-                let wanted = q.iter().find(|(k, _)| k == "user").map(|(_, v)| v.as_str());
+            AdminOp::ListTokens { user: wanted } => {
+                let wanted = wanted.as_deref();
                 let user = if admin { wanted } else { Some(me.as_str()) };
                 if !admin && wanted.is_some_and(|w| w != me) {
                     return Err(denied());
@@ -270,7 +261,7 @@ impl Auth {
                     &accounts.list_tokens(user).await.map_err(account_error)?,
                 ))
             }
-            (Method::POST, ["tokens"]) => {
+            AdminOp::CreateToken => {
                 let t: NewTokenReq = body_json(body).await?;
                 let user = t.user.unwrap_or_else(|| me.clone());
                 if !admin && user != me {
@@ -288,7 +279,8 @@ impl Auth {
                     .map_err(account_error)?;
                 Ok(json(201, &made))
             }
-            (Method::DELETE, ["tokens", id]) => {
+            AdminOp::RevokeToken(id) => {
+                let id = id.as_str();
                 if !admin
                     && accounts
                         .token_owner(id)
@@ -305,8 +297,6 @@ impl Auth {
                 accounts.revoke_token(id).await.map_err(account_error)?;
                 Ok(no_content())
             }
-            (_, ["users"] | ["users", _] | ["tokens"] | ["tokens", _]) => Err(denied()),
-            _ => Err(Error::new(ErrorCode::NameUnknown, "no such admin endpoint")),
         }
     }
 }

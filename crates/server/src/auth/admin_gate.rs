@@ -13,10 +13,10 @@
 
 use std::net::SocketAddr;
 
+use crate::error::{Error, Result};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use stowage_oci::ErrorCode;
-use stowage_registry::{Error, Result};
 
 use super::decide::{Presented, presented, too_many};
 use super::snapshot::Token;

@@ -11,19 +11,20 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{Method, header};
 use std::collections::HashMap;
 
+use crate::error::{Error, Result};
 use stowage_auth::jwt::{Claims, JwtError};
 use stowage_auth::scope::{Action, Actions};
 use stowage_auth::secret;
 use stowage_oci::{ErrorCode, RepoName};
+use stowage_registry::Registry;
+use stowage_registry::session_id::UploadId;
 use stowage_registry::uploads::Readable;
-use stowage_registry::{Error, Registry, Result};
 
 use super::{Auth, Cred, LoginError, Snapshot, now};
-use crate::routes::Endpoint;
 
 /// Clock skew tolerated between instances when checking a JWT's validity window.
 const LEEWAY: i64 = 5;
@@ -36,31 +37,10 @@ pub enum Need {
     Catalog,
     Repo(RepoName, Action),
     /// Push rights, and being the subject that opened the session.
-    Upload(RepoName, String),
+    Upload(RepoName, UploadId),
 }
 
 impl Need {
-    /// What `method` on `ep` needs.
-    pub fn of(ep: &Endpoint, method: &Method) -> Need {
-        let on = |n: &RepoName, a| Need::Repo(n.clone(), a);
-        match ep {
-            Endpoint::Base => Need::Login,
-            Endpoint::Catalog => Need::Catalog,
-            Endpoint::Tags(n) | Endpoint::Referrers(n, _) => on(n, Action::Pull),
-            Endpoint::Manifest(n, _) => match *method {
-                Method::PUT => on(n, Action::Push),
-                Method::DELETE => on(n, Action::Delete),
-                _ => on(n, Action::Pull),
-            },
-            Endpoint::Blob(n, _) => match *method {
-                Method::DELETE => on(n, Action::Delete),
-                _ => on(n, Action::Pull),
-            },
-            Endpoint::UploadStart(n) => on(n, Action::Push),
-            Endpoint::Upload(n, id) => Need::Upload(n.clone(), id.clone()),
-        }
-    }
-
     /// The error detail naming the access needed, in the shape of distribution's
     /// (`[{"Type":"repository","Name":..,"Action":..}]`); null when no repository is involved.
     fn detail(&self) -> serde_json::Value {

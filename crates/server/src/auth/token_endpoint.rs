@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 
+use crate::error::{Error, Result};
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{Method, Response};
@@ -20,7 +21,6 @@ use stowage_auth::scope::{Actions, Resource, Scope, parse_scopes};
 use stowage_auth::{jwt, secret};
 use stowage_metadata::RefreshRecord;
 use stowage_oci::ErrorCode;
-use stowage_registry::{Error, Result};
 
 use super::decide::{Presented, presented, too_many};
 use super::{Auth, Cred, LoginError, json, now};

@@ -2,23 +2,31 @@
 //! (POST, PATCH, GET status, PUT, DELETE).
 
 use axum::body::Body;
-use axum::http::request::Parts;
 use axum::http::{Response, header};
 use futures_util::StreamExt;
-use stowage_oci::range::parse_content_range;
-use stowage_oci::{Algorithm, Digest, ErrorCode, RepoName};
+use stowage_oci::{Digest, RepoName};
+use stowage_registry::session_id::UploadId;
 use stowage_registry::uploads::{ChunkRange, StartRequest, Started};
-use stowage_registry::{Error, Registry, Result};
 
-use super::{body_stream, content_length, empty, has_body, header_str, param, query};
+use super::{body_stream, empty};
 use crate::AppState;
 use crate::auth::decide::Principal;
+use crate::error::{Result, upload_range};
+use crate::routes::UploadStart;
+
+/// The part of an upload request that carries bytes.
+pub(super) struct Chunk {
+    pub range: Option<ChunkRange>,
+    pub length: Option<u64>,
+    /// None when the request has no body at all.
+    pub body: Option<Body>,
+}
 
 pub(super) async fn get(
     state: &AppState,
     name: &RepoName,
     d: &Digest,
-    parts: &Parts,
+    range: Option<&str>,
     head: bool,
 ) -> Result<Response<Body>> {
     let digest_hdr = d.to_string();
@@ -33,7 +41,6 @@ pub(super) async fn get(
             .body(Body::empty())
             .expect("valid response"));
     }
-    let range = header_str(&parts.headers, header::RANGE);
     let blob = state.registry.blob_get(name, d, range).await?;
     let metrics = state.metrics.clone();
     let stream = blob.stream.inspect(move |c| {
@@ -70,20 +77,10 @@ pub(super) async fn delete(
     Ok(empty(202, &[]))
 }
 
-fn digest_param(q: &[(String, String)], key: &str) -> Result<Option<Digest>> {
-    param(q, key)
-        .map(|v| {
-            v.parse().map_err(|e: stowage_oci::digest::DigestError| {
-                Error::new(ErrorCode::DigestInvalid, e.to_string())
-            })
-        })
-        .transpose()
-}
-
-fn session_headers(name: &RepoName, id: &str, offset: u64) -> [(&'static str, String); 3] {
+fn session_headers(name: &RepoName, id: &UploadId, offset: u64) -> [(&'static str, String); 3] {
     [
         ("Location", format!("/v2/{name}/blobs/uploads/{id}")),
-        ("Range", Registry::upload_range_header(offset)),
+        ("Range", upload_range(offset)),
         ("Docker-Upload-UUID", id.to_string()),
     ]
 }
@@ -102,35 +99,31 @@ pub(super) async fn start(
     state: &AppState,
     who: &Principal,
     name: &RepoName,
-    parts: &Parts,
+    start: UploadStart,
     body: Body,
 ) -> Result<Response<Body>> {
-    let q = query(parts);
-    let digest = digest_param(&q, "digest")?;
-    let mount = digest_param(&q, "mount")?;
-    let from = match param(&q, "from") {
-        None | Some("") => None,
-        Some(f) => Some(RepoName::parse(f).ok_or_else(|| {
-            Error::new(ErrorCode::NameInvalid, "invalid repository name in from")
-        })?),
+    let (body, watch) = match (&start.digest, start.has_body) {
+        (Some(_), true) => {
+            let (stream, watch) = body_stream(state, body, None);
+            (Some(stream), watch)
+        }
+        _ => (None, Default::default()),
     };
-    let algorithm = param(&q, "digest-algorithm")
-        .map(|a| {
-            Algorithm::parse(a).map_err(|e| Error::new(ErrorCode::DigestInvalid, e.to_string()))
-        })
-        .transpose()?;
-    let body =
-        (digest.is_some() && has_body(&parts.headers)?).then(|| body_stream(state, body, None));
     let req = StartRequest {
-        digest,
-        mount,
-        from,
-        algorithm,
+        digest: start.digest,
+        mount: start.mount,
+        from: start.from,
+        algorithm: start.algorithm,
         body,
         owner: who.owner(),
         readable: who.readable(),
     };
-    match state.registry.upload_start(name, req).await? {
+    let started = state
+        .registry
+        .upload_start(name, req)
+        .await
+        .map_err(|e| watch.explain(e))?;
+    match started {
         Started::Session { id } => {
             let mut h = session_headers(name, &id, 0).to_vec();
             h.push((
@@ -143,25 +136,11 @@ pub(super) async fn start(
     }
 }
 
-fn chunk_range(parts: &Parts) -> Result<Option<ChunkRange>> {
-    match header_str(&parts.headers, header::CONTENT_RANGE) {
-        None => Ok(None),
-        Some(v) => parse_content_range(v)
-            .map(|(start, end)| Some(ChunkRange { start, end }))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::BlobUploadInvalid,
-                    "invalid Content-Range: expected <start>-<end>",
-                )
-            }),
-    }
-}
-
 pub(super) async fn status(
     state: &AppState,
     who: &Principal,
     name: &RepoName,
-    id: &str,
+    id: &UploadId,
 ) -> Result<Response<Body>> {
     let offset = state.registry.upload_status(name, id, &who.owner()).await?;
     Ok(empty(204, &session_headers(name, id, offset)))
@@ -171,23 +150,17 @@ pub(super) async fn patch(
     state: &AppState,
     who: &Principal,
     name: &RepoName,
-    id: &str,
-    parts: &Parts,
+    id: &UploadId,
+    range: Option<ChunkRange>,
+    length: Option<u64>,
     body: Body,
 ) -> Result<Response<Body>> {
-    let range = chunk_range(parts)?;
-    let len = content_length(&parts.headers)?;
+    let (stream, watch) = body_stream(state, body, None);
     let offset = state
         .registry
-        .upload_patch(
-            name,
-            id,
-            &who.owner(),
-            range,
-            len,
-            body_stream(state, body, None),
-        )
-        .await?;
+        .upload_patch(name, id, &who.owner(), range, length, stream)
+        .await
+        .map_err(|e| watch.explain(e))?;
     Ok(empty(202, &session_headers(name, id, offset)))
 }
 
@@ -195,32 +168,38 @@ pub(super) async fn finish(
     state: &AppState,
     who: &Principal,
     name: &RepoName,
-    id: &str,
-    parts: &Parts,
-    body: Body,
+    id: &UploadId,
+    digest: &Digest,
+    chunk: Chunk,
 ) -> Result<Response<Body>> {
-    let q = query(parts);
-    let digest = digest_param(&q, "digest")?.ok_or_else(|| {
-        Error::new(
-            ErrorCode::DigestInvalid,
-            "the final PUT of an upload needs ?digest=<digest>",
-        )
-    })?;
-    let range = chunk_range(parts)?;
-    let len = content_length(&parts.headers)?;
-    let body = has_body(&parts.headers)?.then(|| body_stream(state, body, None));
+    let (body, watch) = match chunk.body {
+        Some(body) => {
+            let (stream, watch) = body_stream(state, body, None);
+            (Some(stream), watch)
+        }
+        None => (None, Default::default()),
+    };
     state
         .registry
-        .upload_finish(name, id, &who.owner(), &digest, range, len, body)
-        .await?;
-    Ok(created(name, &digest))
+        .upload_finish(
+            name,
+            id,
+            &who.owner(),
+            digest,
+            chunk.range,
+            chunk.length,
+            body,
+        )
+        .await
+        .map_err(|e| watch.explain(e))?;
+    Ok(created(name, digest))
 }
 
 pub(super) async fn cancel(
     state: &AppState,
     who: &Principal,
     name: &RepoName,
-    id: &str,
+    id: &UploadId,
 ) -> Result<Response<Body>> {
     state.registry.upload_cancel(name, id, &who.owner()).await?;
     Ok(empty(204, &[]))

@@ -1,36 +1,16 @@
 //! Listing endpoints: tags, catalog (both paged in byte order with `Link`), referrers.
 
 use axum::body::Body;
-use axum::http::request::Parts;
 use axum::http::{Response, header};
 use bytes::Bytes;
-use stowage_oci::{Digest, ErrorCode, RepoName, media};
+use stowage_oci::{Digest, RepoName, media};
 use stowage_registry::listing::Page;
-use stowage_registry::{Error, Result};
 
-use super::{json_response, param, query};
+use super::json_response;
 use crate::AppState;
 use crate::auth::decide::Principal;
-
-fn paging(parts: &Parts) -> Result<(Option<usize>, Option<String>)> {
-    let q = query(parts);
-    let n = match param(&q, "n") {
-        None => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            Error::new(
-                ErrorCode::Unsupported,
-                format!("invalid n={v:?}: use a non-negative integer"),
-            )
-            .status(400)
-        })?),
-    };
-    Ok((
-        n,
-        param(&q, "last")
-            .filter(|l| !l.is_empty())
-            .map(str::to_string),
-    ))
-}
+use crate::error::Result;
+use crate::routes::Paging;
 
 fn with_link(mut resp: Response<Body>, path: &str, page: &Page) -> Response<Body> {
     if let Some((n, last)) = &page.next {
@@ -54,13 +34,8 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-pub(super) async fn tags(
-    state: &AppState,
-    name: &RepoName,
-    parts: &Parts,
-) -> Result<Response<Body>> {
-    let (n, last) = paging(parts)?;
-    let page = state.registry.tags(name, n, last.as_deref()).await?;
+pub(super) async fn tags(state: &AppState, name: &RepoName, p: Paging) -> Result<Response<Body>> {
+    let page = state.registry.tags(name, p.n, p.last.as_deref()).await?;
     let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
     let resp = json_response(200, Bytes::from(body.to_string()), false);
     Ok(with_link(resp, &format!("/v2/{name}/tags/list"), &page))
@@ -69,13 +44,12 @@ pub(super) async fn tags(
 pub(super) async fn catalog(
     state: &AppState,
     who: &Principal,
-    parts: &Parts,
+    p: Paging,
 ) -> Result<Response<Body>> {
-    let (n, last) = paging(parts)?;
     let readable = who.catalog_readable();
     let page = state
         .registry
-        .catalog(n, last.as_deref(), readable.as_ref())
+        .catalog(p.n, p.last.as_deref(), readable.as_ref())
         .await?;
     let body = serde_json::json!({ "repositories": page.items });
     let resp = json_response(200, Bytes::from(body.to_string()), false);
@@ -86,10 +60,8 @@ pub(super) async fn referrers(
     state: &AppState,
     name: &RepoName,
     d: &Digest,
-    parts: &Parts,
+    filter: Option<&str>,
 ) -> Result<Response<Body>> {
-    let q = query(parts);
-    let filter = param(&q, "artifactType").filter(|a| !a.is_empty());
     let body = state.registry.referrers(name, d, filter).await?;
     let mut resp = json_response(200, Bytes::from(body), false);
     resp.headers_mut().insert(

@@ -7,13 +7,12 @@
 use std::sync::Arc;
 
 use axum::body::{Body, HttpBody};
-use axum::http::request::Parts;
 use axum::http::{Response, header};
-use stowage_oci::{ErrorCode, Reference, RepoName, Tag};
-use stowage_registry::{Error, Result};
+use stowage_oci::{Reference, RepoName, Tag};
 
-use super::{empty, header_str, query, read_body};
+use super::{empty, read_body};
 use crate::AppState;
+use crate::error::Result;
 
 pub(super) async fn get(
     state: &AppState,
@@ -42,26 +41,17 @@ pub(super) async fn put(
     state: &AppState,
     name: &RepoName,
     r: &Reference,
-    parts: &Parts,
+    tags: &[Tag],
+    content_type: Option<&str>,
     body: Body,
 ) -> Result<Response<Body>> {
     let limit = state.registry.settings().max_manifest_size;
-    let q = query(parts);
-    let mut tags = Vec::new();
-    for (k, v) in &q {
-        if k == "tag" {
-            tags.push(Tag::parse(v).ok_or_else(|| {
-                Error::new(ErrorCode::TagInvalid, format!("invalid tag {v:?} in ?tag="))
-            })?);
-        }
-    }
     let declared = body.size_hint().exact();
     let _turn = state.manifest_budget.take(declared, limit).await;
     let bytes = read_body(state, body, limit).await?;
-    let content_type = header_str(&parts.headers, header::CONTENT_TYPE);
     let pushed = state
         .registry
-        .manifest_put(name, r, content_type, bytes, &tags)
+        .manifest_put(name, r, content_type, bytes, tags)
         .await?;
     let mut h = vec![
         (

@@ -179,6 +179,28 @@ impl AuthConfig {
             .collect()
     }
 
+    /// The identity service's settings.
+    pub fn identity_settings(&self) -> Result<stowage_identity::Settings, String> {
+        Ok(stowage_identity::Settings {
+            service: self.service.clone(),
+            public: self.public_patterns()?,
+            htpasswd: self.htpasswd.clone(),
+            htpasswd_grants: self
+                .htpasswd_grants
+                .iter()
+                .map(|g| stowage_auth::pattern::Grant::parse(g).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+            token_ttl: self.token_ttl,
+            refresh_ttl: self.refresh_ttl,
+            basic_cache: self.basic_cache,
+            key_rotation: self.key_rotation,
+            reload_interval: self.reload_interval,
+            login_failures: self.login_failures,
+            login_window: self.login_window,
+            hash_concurrency: self.hash_concurrency,
+        })
+    }
+
     /// The trusted proxy ranges.
     pub fn trusted(&self) -> Result<Vec<Cidr>, String> {
         self.trusted_proxies

@@ -7,8 +7,8 @@
 //! - `handlers`: one module per endpoint group.
 //! - `error`: the only place registry errors become HTTP responses.
 //! - `metrics`: Prometheus counters and histograms, labelled by route template.
-//! - `auth`: who may do what (`--auth`), the token endpoint and the admin API.
-//! - `accounts`: user and token management shared by the admin API and the CLI.
+//! - `auth`: the HTTP side of authentication (`--auth`): the gate's challenges, the token
+//!   endpoint and the admin API; the identity service (`stowage-identity`) decides.
 //! - `tls` / `listener`: HTTPS with certificate reload, and the accept loop; `limits`,
 //!   `activity` and `drain` are the listener's connection cap, timeouts and unread-body
 //!   handling.
@@ -18,7 +18,6 @@
 //! This crate never touches SQL or the filesystem layout directly; it only names the backends
 //! when it opens them.
 
-pub mod accounts;
 mod activity;
 pub mod auth;
 pub mod config;
@@ -54,7 +53,7 @@ use tracing::Instrument;
 pub use config::Config;
 
 use crate::auth::Auth;
-use crate::auth::decide::{Need, Principal};
+use crate::auth::decide::{Principal, need_of};
 use crate::config::Cidr;
 use crate::metrics::Metrics;
 
@@ -283,7 +282,7 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
                     let who = match &state.auth {
                         None => Principal::open(),
                         Some(auth) => {
-                            let need = Need::of(&ep, &parts.method);
+                            let need = need_of(&ep, &parts.method);
                             auth.authorize(&state.registry, &parts, peer, secure, &need)
                                 .await?
                         }

@@ -259,7 +259,7 @@ async fn backend(t: &Target) -> Result<Backend, String> {
     }
     let data = match (&t.data, &t.config) {
         (Some(d), _) => d.clone(),
-        (None, Some(c)) => Config::from_file(c)?.data_dir(),
+        (None, Some(c)) => Config::from_file(c).map_err(|e| e.to_string())?.data_dir(),
         (None, None) => Config::default().data_dir(),
     };
     let sqlite = stowage_server::open_sqlite_store(&data)?;

@@ -22,7 +22,6 @@ mod activity;
 pub mod auth;
 pub mod config;
 pub mod config_check;
-mod config_security;
 mod drain;
 pub mod error;
 mod handlers;
@@ -174,7 +173,7 @@ pub fn app_state(config: &Config, registry: Registry) -> Result<AppState, String
         metrics: Arc::new(Metrics::default()),
         body_idle_timeout: config.body_idle_timeout,
         metrics_enabled: config.metrics.enabled,
-        metrics_allow: Arc::new(config.metrics_allow()?),
+        metrics_allow: Arc::new(config.metrics.allow.clone()),
         auth: None,
         hsts: config.tls.hsts,
         manifest_budget: Arc::new(handlers::ManifestBudget::new(config.manifests.max_size)),
@@ -397,16 +396,11 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, S
 /// `metadata.db`, so that file alone holds everything.
 pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
     memory::tune_allocator();
-    let addr = config.listen_addr()?;
+    let addr = config.listen;
     let listener = bind(addr, "--listen").await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let redirect = match &config.tls.redirect_listen {
-        Some(r) => {
-            let raddr: SocketAddr = r
-                .parse()
-                .map_err(|_| format!("invalid tls.redirect_listen {r:?}"))?;
-            Some(bind(raddr, "tls.redirect_listen").await?)
-        }
+    let redirect = match config.tls.redirect_listen {
+        Some(raddr) => Some(bind(raddr, "tls.redirect_listen").await?),
         None => None,
     };
 
@@ -542,15 +536,14 @@ fn start_tls(
 /// only when stderr is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>).
 pub fn init_logging(config: &Config) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = config.log.level.filter();
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    let _ = if config.log.format == "json" {
+    let _ = if config.log.format == config::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

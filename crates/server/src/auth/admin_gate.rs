@@ -51,7 +51,7 @@ impl Auth {
             let origin = origin.to_str().map(normalize_origin).unwrap_or_default();
             let own =
                 normalize_origin(&self.request_origin(peer, &parts.uri, &parts.headers, secure));
-            if origin != own && Some(&origin) != self.external_origin().as_ref() {
+            if origin != own && Some(origin.as_str()) != self.external_origin() {
                 tracing::warn!(origin = %origin, "auth: refused a cross-origin admin request");
                 return Err(Error::new(
                     ErrorCode::Denied,

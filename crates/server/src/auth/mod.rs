@@ -24,7 +24,8 @@ use stowage_identity::{Identity, IdentityError, Snapshot};
 use stowage_metadata::AuthStore;
 use stowage_registry::Error;
 
-use crate::config::{AuthConfig, Cidr};
+pub use crate::config::normalize_origin;
+use crate::config::{AuthConfig, Cidr, ExternalUrl};
 
 /// A JSON answer that no cache may keep (it may carry a secret).
 pub(crate) fn json<T: serde::Serialize>(status: u16, v: &T) -> axum::response::Response {
@@ -50,20 +51,20 @@ pub(crate) fn identity_error(e: IdentityError) -> Error {
 /// Authentication over HTTP, shared by every request.
 pub struct Auth {
     identity: Arc<Identity>,
-    external_url: String,
+    external_url: Option<ExternalUrl>,
     trusted: Vec<Cidr>,
 }
 
 impl Auth {
     /// Load the auth state (creating a signing key if there is none).
     pub async fn open(cfg: &AuthConfig, store: Arc<dyn AuthStore>) -> Result<Arc<Auth>, String> {
-        let identity = Identity::open(cfg.identity_settings()?, store)
+        let identity = Identity::open(cfg.identity_settings(), store)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Arc::new(Auth {
             identity,
             external_url: cfg.external_url.clone(),
-            trusted: cfg.trusted()?,
+            trusted: cfg.trusted_proxies.clone(),
         }))
     }
 
@@ -116,8 +117,8 @@ impl Auth {
         headers: &HeaderMap,
         secure: bool,
     ) -> String {
-        if !self.external_url.is_empty() {
-            return format!("{}/auth/token", self.external_url.trim_end_matches('/'));
+        if let Some(url) = &self.external_url {
+            return format!("{}/auth/token", url.base());
         }
         format!(
             "{}/auth/token",
@@ -127,14 +128,8 @@ impl Auth {
 
     /// The origin (`scheme://host[:port]`, lowercase, default port left out) of
     /// `auth.external_url`, when configured.
-    pub fn external_origin(&self) -> Option<String> {
-        let url = self.external_url.trim();
-        if url.is_empty() {
-            return None;
-        }
-        let (scheme, rest) = url.split_once("://")?;
-        let host = rest.split(['/', '?', '#']).next()?;
-        Some(normalize_origin(&format!("{scheme}://{host}")))
+    pub fn external_origin(&self) -> Option<&str> {
+        self.external_url.as_ref().map(ExternalUrl::origin)
     }
 
     /// The origin the client addressed this request to: the listener's scheme and the `Host`
@@ -187,17 +182,4 @@ impl Auth {
         }
         format!("{scheme}://{host}")
     }
-}
-
-/// An origin as browsers send it: lowercase, without the scheme's default port.
-pub fn normalize_origin(origin: &str) -> String {
-    let o = origin.trim().to_ascii_lowercase();
-    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
-        if o.starts_with(scheme)
-            && let Some(stripped) = o.strip_suffix(port)
-        {
-            return stripped.to_string();
-        }
-    }
-    o
 }

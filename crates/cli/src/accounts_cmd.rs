@@ -262,7 +262,7 @@ async fn backend(t: &Target) -> Result<Backend, String> {
         (None, Some(c)) => Config::from_file(c).map_err(|e| e.to_string())?.data_dir(),
         (None, None) => Config::default().data_dir(),
     };
-    let sqlite = stowage_server::open_sqlite_store(&data)?;
+    let sqlite = stowage_server::open_sqlite_store(&data).map_err(|e| e.to_string())?;
     let store: Arc<dyn AuthStore> = sqlite.clone();
     Ok(Backend::Store(Accounts::new(store), sqlite))
 }

@@ -57,10 +57,11 @@ pub struct Auth {
 
 impl Auth {
     /// Load the auth state (creating a signing key if there is none).
-    pub async fn open(cfg: &AuthConfig, store: Arc<dyn AuthStore>) -> Result<Arc<Auth>, String> {
-        let identity = Identity::open(cfg.identity_settings(), store)
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn open(
+        cfg: &AuthConfig,
+        store: Arc<dyn AuthStore>,
+    ) -> Result<Arc<Auth>, IdentityError> {
+        let identity = Identity::open(cfg.identity_settings(), store).await?;
         Ok(Arc::new(Auth {
             identity,
             external_url: cfg.external_url.clone(),

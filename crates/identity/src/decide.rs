@@ -362,10 +362,7 @@ impl Identity {
                     },
                     Err(_) => None,
                 };
-                let cred = claims.as_ref().and_then(|c| {
-                    snap.decode(&c.cred, now)
-                        .filter(|cred| cred.subject() == c.sub)
-                });
+                let cred = claims.as_ref().and_then(|c| snap.jwt_cred(c, now));
                 match (cred, claims) {
                     (Some(cred), Some(c)) => (cred, Some(c)),
                     _ => {
@@ -420,13 +417,11 @@ impl Identity {
             Credentials::Bearer(token) => {
                 let snap = self.snapshot();
                 let now = now();
-                let verified = self.bearer(&snap, &token, now).ok().and_then(|c| {
-                    let cred = snap
-                        .decode(&c.cred, now)
-                        .filter(|cred| cred.subject() == c.sub)?;
-                    Some((c, cred))
-                });
-                let Some((claims, cred)) = verified else {
+                let verified = self
+                    .bearer(&snap, &token, now)
+                    .ok()
+                    .and_then(|c| Some((snap.jwt_cred(&c, now)?, c)));
+                let Some((cred, claims)) = verified else {
                     tracing::warn!("auth: invalid or revoked bearer token on the admin API");
                     return Ok(Err(Denial::Unauthorized(Some(
                         ChallengeError::InvalidToken,

@@ -140,3 +140,34 @@ impl Auth {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    /// The paths and methods the command line sends are the ones the server routes.
+    #[test]
+    fn every_route_round_trips() {
+        for r in [
+            AdminRoute::ListUsers,
+            AdminRoute::AddUser,
+            AdminRoute::ImportUsers,
+            AdminRoute::ChangeUser("alice".into()),
+            AdminRoute::RemoveUser("bob.x-1".into()),
+            AdminRoute::ListTokens(None),
+            AdminRoute::ListTokens(Some("alice".into())),
+            AdminRoute::CreateToken,
+            AdminRoute::RevokeToken("0123456789abcdef".into()),
+        ] {
+            let parts = Request::builder()
+                .method(r.method())
+                .uri(r.path())
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0;
+            assert_eq!(route(&parts).ok(), Some(r.clone()), "{r:?}");
+        }
+    }
+}

@@ -255,3 +255,17 @@ impl Cidr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_urls_keep_their_base_and_origin() {
+        let u = ExternalUrl::parse("https://Registry.Example.com:443/base/").unwrap();
+        assert_eq!(u.base(), "https://Registry.Example.com:443/base");
+        assert_eq!(u.origin(), "https://registry.example.com");
+        assert!(ExternalUrl::parse("ftp://x").is_err());
+        assert!(ExternalUrl::parse(" https://x").is_err());
+    }
+}

@@ -128,20 +128,17 @@ struct OutHeader<'a> {
     kid: &'a str,
 }
 
-/// Generate a P-256 signing key: its `kid` (RFC 7638 thumbprint) and PKCS#8 v1 DER.
-///
-/// # Panics
-/// Only if the crypto library fails internally while generating or re-reading the key.
-pub fn generate_key() -> (String, Vec<u8>) {
+/// Generate a P-256 signing key: its `kid` (RFC 7638 thumbprint) and PKCS#8 v1 DER. Fails
+/// (`JwtError::Key`) only if the random generator or the crypto library fails.
+pub fn generate_key() -> Result<(String, Vec<u8>), JwtError> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-        .expect("P-256 key generation failed");
+        .map_err(|e| JwtError::Key(format!("P-256 key generation failed: {e}")))?;
     let pkcs8 = doc.as_ref().to_vec();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
-        .expect("a freshly generated key parses");
-    let kid =
-        thumbprint(pair.public_key().as_ref()).expect("a P-256 public key is a 65-byte point");
-    (kid, pkcs8)
+        .map_err(|e| JwtError::Key(format!("a freshly generated key does not parse: {e}")))?;
+    let kid = thumbprint(pair.public_key().as_ref())?;
+    Ok((kid, pkcs8))
 }
 
 /// The RFC 7638 JWK thumbprint of an uncompressed P-256 point: base64url of the SHA-256 of
@@ -205,11 +202,9 @@ impl Signer {
         self.pair.public_key().as_ref().to_vec()
     }
 
-    /// Sign `claims` as a compact JWS with header `{"alg":"ES256","typ":"JWT","kid":…}`.
-    ///
-    /// # Panics
-    /// Only if the crypto library fails internally while signing.
-    pub fn sign(&self, claims: &Claims) -> String {
+    /// Sign `claims` as a compact JWS with header `{"alg":"ES256","typ":"JWT","kid":…}`. Fails
+    /// (`JwtError::Key`) only if the random generator or the crypto library fails.
+    pub fn sign(&self, claims: &Claims) -> Result<String, JwtError> {
         let header = OutHeader {
             alg: ALG,
             typ: "JWT",
@@ -222,10 +217,10 @@ impl Signer {
         let sig = self
             .pair
             .sign(&rng, token.as_bytes())
-            .expect("ECDSA signing failed");
+            .map_err(|e| JwtError::Key(format!("ECDSA signing failed: {e}")))?;
         token.push('.');
         token.push_str(&b64url(sig.as_ref()));
-        token
+        Ok(token)
     }
 }
 

@@ -18,7 +18,7 @@ pub(super) struct Fixture {
 }
 
 pub(super) fn fixture() -> Fixture {
-    let (kid, pkcs8) = generate_key();
+    let (kid, pkcs8) = generate_key().unwrap();
     let signer = Signer::from_pkcs8(&kid, &pkcs8).unwrap();
     let verifier = Verifier::new(vec![(kid.clone(), signer.public_key())]);
     Fixture {
@@ -65,7 +65,7 @@ pub(super) fn verify(f: &Fixture, token: &str) -> Result<Claims, JwtError> {
 #[test]
 fn round_trip() {
     let f = fixture();
-    let token = f.signer.sign(&claims());
+    let token = f.signer.sign(&claims()).unwrap();
     assert_eq!(verify(&f, &token), Ok(claims()));
     assert_eq!(f.signer.kid(), f.kid);
 
@@ -104,7 +104,7 @@ fn kid_is_rfc7638_thumbprint() {
 #[test]
 fn tampering_is_detected() {
     let f = fixture();
-    let token = f.signer.sign(&claims());
+    let token = f.signer.sign(&claims()).unwrap();
     let parts: Vec<&str> = token.split('.').collect();
 
     let mut evil = claims();
@@ -131,7 +131,7 @@ fn tampering_is_detected() {
 #[test]
 fn every_single_character_change_is_refused() {
     let f = fixture();
-    let token = f.signer.sign(&claims());
+    let token = f.signer.sign(&claims()).unwrap();
     for i in 0..token.len() {
         for replacement in ['A', '_', '.'] {
             let mut t = token.clone().into_bytes();
@@ -148,7 +148,7 @@ fn every_single_character_change_is_refused() {
 #[test]
 fn claim_validity() {
     let f = fixture();
-    let token = f.signer.sign(&claims());
+    let token = f.signer.sign(&claims()).unwrap();
     assert_eq!(
         f.verifier.verify(&token, ISS, "other", NOW, 0),
         Err(JwtError::Audience)
@@ -173,7 +173,7 @@ fn claim_validity() {
 
     let mut early = claims();
     early.nbf = NOW + 60;
-    let token = f.signer.sign(&early);
+    let token = f.signer.sign(&early).unwrap();
     assert_eq!(verify(&f, &token), Err(JwtError::NotYetValid));
     assert!(f.verifier.verify(&token, ISS, AUD, NOW, 60).is_ok());
     assert_eq!(
@@ -185,7 +185,7 @@ fn claim_validity() {
     let mut extreme = claims();
     extreme.exp = i64::MAX;
     extreme.nbf = i64::MIN;
-    let token = f.signer.sign(&extreme);
+    let token = f.signer.sign(&extreme).unwrap();
     assert!(f.verifier.verify(&token, ISS, AUD, NOW, i64::MAX).is_ok());
 }
 
@@ -199,7 +199,7 @@ fn key_rotation_accepts_each_configured_key() {
     ])
     .unwrap();
     for f in [&a, &b] {
-        let token = f.signer.sign(&claims());
+        let token = f.signer.sign(&claims()).unwrap();
         assert_eq!(both.verify(&token, ISS, AUD, NOW, 0), Ok(claims()));
     }
 }
@@ -212,7 +212,7 @@ fn verifier_and_signer_reject_bad_keys() {
     compressed.extend_from_slice(&public[1..33]);
     let mut off_curve = public.clone();
     off_curve[64] ^= 1;
-    let token = f.signer.sign(&claims());
+    let token = f.signer.sign(&claims()).unwrap();
     for bad in [
         vec![],
         public[..64].to_vec(),
@@ -233,7 +233,7 @@ fn verifier_and_signer_reject_bad_keys() {
             Err(JwtError::UnknownKey)
         );
     }
-    let (_, other_pkcs8) = generate_key();
+    let (_, other_pkcs8) = generate_key().unwrap();
     let other = Signer::from_pkcs8("k", &other_pkcs8).unwrap().public_key();
     let dup = vec![(f.kid.clone(), public.clone()), (f.kid.clone(), other)];
     assert!(matches!(
@@ -280,7 +280,7 @@ fn issuer_must_be_ours() {
         let mut c = claims();
         c.iss = iss.into();
         assert_eq!(
-            verify(&f, &f.signer.sign(&c)),
+            verify(&f, &f.signer.sign(&c).unwrap()),
             Err(JwtError::Issuer),
             "iss {iss:?}"
         );
@@ -299,7 +299,7 @@ fn issuer_must_be_ours() {
     c.iss = "evil".into();
     assert_eq!(
         f.verifier
-            .verify(&f.signer.sign(&c), ISS, AUD, NOW + 10_000, 0),
+            .verify(&f.signer.sign(&c).unwrap(), ISS, AUD, NOW + 10_000, 0),
         Err(JwtError::Issuer)
     );
 }

@@ -29,4 +29,4 @@ pub use password::{
 };
 pub use pattern::{Access, Grant, GrantTarget, PatternError, RepoPattern, Rights, grant_requested};
 pub use scope::{Action, Actions, Resource, Scope, ScopeError, parse_scope, parse_scopes};
-pub use secret::{NewSecret, new_access_token, new_refresh_token};
+pub use secret::{NewSecret, RandomError, new_access_token, new_refresh_token};

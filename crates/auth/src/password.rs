@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
 use thiserror::Error;
 
-use crate::secret::random_bytes;
+use crate::secret::{RandomError, random_bytes};
 
 /// Argon2 memory cost in KiB.
 ///
@@ -45,10 +45,13 @@ fn our_argon2() -> Argon2<'static> {
 
 /// Hash a password as an argon2id PHC string (`$argon2id$v=19$m=4096,t=3,p=1$SALT$HASH`) with a
 /// random 16-byte salt.
-pub fn hash_password(pw: &str) -> String {
-    let salt: [u8; 16] = random_bytes();
+pub fn hash_password(pw: &str) -> Result<String, RandomError> {
+    Ok(hash_with_salt(pw, &random_bytes::<16>()?))
+}
+
+fn hash_with_salt(pw: &str, salt: &[u8; 16]) -> String {
     our_argon2()
-        .hash_password_with_salt(pw.as_bytes(), &salt)
+        .hash_password_with_salt(pw.as_bytes(), salt)
         .expect("argon2 hashing with fixed, valid parameters cannot fail")
         .to_string()
 }
@@ -151,7 +154,8 @@ fn bcrypt_cost(s: &str) -> Option<u32> {
 /// unknown user costs as much as one for a known user.
 pub fn burn_equivalent_work(pw: &str) {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash_password("stowage: no such user"));
+    // The dummy protects no secret: a fixed salt is as good as a random one here.
+    let dummy = DUMMY.get_or_init(|| hash_with_salt("stowage: no such user", b"stowage-no-user!"));
     let _ = std::hint::black_box(verify_password(dummy, pw));
 }
 

@@ -40,21 +40,26 @@ impl std::fmt::Debug for NewSecret {
     }
 }
 
+/// The system random generator failed: nothing secret can be made until it works again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random generator failed")]
+pub struct RandomError;
+
 /// Mint a personal access token (`stw_{id}_{key}`).
-pub fn new_access_token() -> NewSecret {
+pub fn new_access_token() -> Result<NewSecret, RandomError> {
     new_secret(ACCESS_PREFIX)
 }
 
 /// Mint a refresh token (`stwr_{id}_{key}`).
-pub fn new_refresh_token() -> NewSecret {
+pub fn new_refresh_token() -> Result<NewSecret, RandomError> {
     new_secret(REFRESH_PREFIX)
 }
 
-fn new_secret(prefix: &str) -> NewSecret {
-    let id = hex(&random_bytes::<{ ID_LEN / 2 }>());
-    let secret = format!("{prefix}{id}_{}", b64url(random_bytes::<32>()));
+fn new_secret(prefix: &str) -> Result<NewSecret, RandomError> {
+    let id = hex(&random_bytes::<{ ID_LEN / 2 }>()?);
+    let secret = format!("{prefix}{id}_{}", b64url(random_bytes::<32>()?));
     let hash = hash_secret(&secret);
-    NewSecret { id, secret, hash }
+    Ok(NewSecret { id, secret, hash })
 }
 
 /// The id of a well-formed access token, or `None`.
@@ -97,13 +102,10 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `N` bytes from the system CSPRNG.
-///
-/// # Panics
-/// If the system random generator fails, which leaves nothing safe to do.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut out = [0u8; N];
-    aws_lc_rs::rand::fill(&mut out).expect("system random generator failed");
-    out
+    aws_lc_rs::rand::fill(&mut out).map_err(|_| RandomError)?;
+    Ok(out)
 }
 
 /// Unpadded base64url (RFC 4648 §5).
@@ -134,7 +136,7 @@ mod tests {
 
     #[test]
     fn access_token_shape() {
-        let t = new_access_token();
+        let t = new_access_token().unwrap();
         assert_eq!(t.id.len(), 16);
         assert!(
             t.id.bytes()
@@ -150,7 +152,7 @@ mod tests {
 
     #[test]
     fn refresh_token_shape() {
-        let t = new_refresh_token();
+        let t = new_refresh_token().unwrap();
         assert!(t.secret.starts_with(&format!("stwr_{}_", t.id)));
         assert_eq!(split_refresh_token(&t.secret), Some(t.id.as_str()));
         assert_eq!(split_access_token(&t.secret), None);
@@ -158,8 +160,8 @@ mod tests {
 
     #[test]
     fn tokens_are_unique() {
-        let a = new_access_token();
-        let b = new_access_token();
+        let a = new_access_token().unwrap();
+        let b = new_access_token().unwrap();
         assert_ne!(a.id, b.id);
         assert_ne!(a.secret, b.secret);
         assert_ne!(a.hash, b.hash);
@@ -167,7 +169,7 @@ mod tests {
 
     #[test]
     fn strict_recognition() {
-        let good = new_access_token().secret;
+        let good = new_access_token().unwrap().secret;
         let key = &good[21..];
         let rejects = [
             String::new(),
@@ -206,8 +208,8 @@ mod tests {
         assert_eq!(b64url_decode("+/8"), None);
         assert_eq!(b64url_decode("-_9"), None, "non-canonical trailing bits");
         assert_eq!(b64url_decode(""), Some(vec![]));
-        let r: [u8; 32] = random_bytes();
-        assert_ne!(r, random_bytes::<32>());
+        let r: [u8; 32] = random_bytes().unwrap();
+        assert_ne!(r, random_bytes::<32>().unwrap());
         // SHA-256("abc")
         assert_eq!(
             hex(&hash_secret("abc")),

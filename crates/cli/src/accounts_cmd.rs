@@ -13,12 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use stowage_identity::accounts::{AccountError, Accounts, NewToken, TokenInfo, UserInfo};
+use stowage_identity::admin::{
+    AdminRoute, ImportUsers, Imported, NewTokenRequest, NewUser, UserChange,
+};
+use stowage_identity::time::{parse_duration, rfc3339};
 use stowage_metadata::AuthStore;
 use stowage_metadata::sqlite::SqliteStore;
 use stowage_server::Config;
-use stowage_server::accounts::{Accounts, NewToken, TokenInfo, UserInfo};
 
-use crate::remote::Remote;
+use crate::remote::{Connect, Remote};
 
 /// Where account commands act.
 #[derive(Args, Clone, Default)]
@@ -173,9 +177,7 @@ fn set_echo(on: bool) {
 }
 
 fn fmt_time(t: Option<i64>) -> String {
-    t.map_or("-".into(), |t| {
-        stowage_server::auth::token_endpoint::rfc3339(t)
-    })
+    t.map_or("-".into(), rfc3339)
 }
 
 fn print_users(users: &[UserInfo]) {
@@ -247,19 +249,25 @@ impl Backend {
 
 async fn backend(t: &Target) -> Result<Backend, String> {
     if let Some(url) = &t.server {
-        return Ok(Backend::Server(Remote::new(url, t).await?));
+        let connect = Connect {
+            ca_file: t.ca_file.clone(),
+            insecure: t.insecure,
+            username: t.username.clone(),
+            password: || server_password(t),
+        };
+        return Ok(Backend::Server(Remote::new(url, connect).await?));
     }
     let data = match (&t.data, &t.config) {
         (Some(d), _) => d.clone(),
-        (None, Some(c)) => Config::from_file(c)?.data_dir(),
+        (None, Some(c)) => Config::from_file(c).map_err(|e| e.to_string())?.data_dir(),
         (None, None) => Config::default().data_dir(),
     };
-    let sqlite = stowage_server::open_sqlite_store(&data)?;
+    let sqlite = stowage_server::open_sqlite_store(&data).map_err(|e| e.to_string())?;
     let store: Arc<dyn AuthStore> = sqlite.clone();
     Ok(Backend::Store(Accounts::new(store), sqlite))
 }
 
-fn e(e: stowage_server::accounts::AccountError) -> String {
+fn e(e: AccountError) -> String {
     e.to_string()
 }
 
@@ -281,7 +289,13 @@ async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String
             let u = match b {
                 Backend::Store(a, _) => a.add_user(&name, &pw, admin, &grants).await.map_err(e)?,
                 Backend::Server(r) => {
-                    r.send("POST", "/admin/v1/users", Some(serde_json::json!({"name": name, "password": pw, "admin": admin, "grants": grants}))).await?
+                    let body = NewUser {
+                        name: name.clone(),
+                        password: pw,
+                        admin,
+                        grants,
+                    };
+                    r.call(&AdminRoute::AddUser, Some(&body)).await?
                 }
             };
             outln!(
@@ -293,7 +307,7 @@ async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String
         UserCommand::List => {
             let users: Vec<UserInfo> = match b {
                 Backend::Store(a, _) => a.list_users().await.map_err(e)?,
-                Backend::Server(r) => r.send("GET", "/admin/v1/users", None).await?,
+                Backend::Server(r) => r.get(&AdminRoute::ListUsers).await?,
             };
             print_users(&users);
         }
@@ -302,12 +316,12 @@ async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String
             match b {
                 Backend::Store(a, _) => a.set_password(&name, &pw).await.map_err(e)?,
                 Backend::Server(r) => {
+                    let body = UserChange {
+                        password: Some(pw),
+                        ..UserChange::default()
+                    };
                     let _: UserInfo = r
-                        .send(
-                            "PATCH",
-                            &format!("/admin/v1/users/{name}"),
-                            Some(serde_json::json!({"password": pw})),
-                        )
+                        .call(&AdminRoute::ChangeUser(name.clone()), Some(&body))
                         .await?;
                 }
             }
@@ -316,10 +330,7 @@ async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String
         UserCommand::Remove { name } => {
             match b {
                 Backend::Store(a, _) => a.remove_user(&name).await.map_err(e)?,
-                Backend::Server(r) => {
-                    r.send_empty("DELETE", &format!("/admin/v1/users/{name}"))
-                        .await?
-                }
+                Backend::Server(r) => r.call_empty(&AdminRoute::RemoveUser(name.clone())).await?,
             }
             outln!("removed user {name}");
         }
@@ -359,17 +370,12 @@ async fn user_on(b: &Backend, cmd: UserCommand, t: &Target) -> Result<(), String
             let (imported, skipped): (usize, usize) = match b {
                 Backend::Store(a, _) => a.import_htpasswd(&text, &grants).await.map_err(e)?,
                 Backend::Server(r) => {
-                    let v: serde_json::Value = r
-                        .send(
-                            "POST",
-                            "/admin/v1/users/import",
-                            Some(serde_json::json!({"htpasswd": text, "grants": grants})),
-                        )
-                        .await?;
-                    (
-                        v["imported"].as_u64().unwrap_or(0) as usize,
-                        v["skipped"].as_u64().unwrap_or(0) as usize,
-                    )
+                    let body = ImportUsers {
+                        htpasswd: text,
+                        grants,
+                    };
+                    let counts: Imported = r.call(&AdminRoute::ImportUsers, Some(&body)).await?;
+                    (counts.imported, counts.skipped)
                 }
             };
             outln!("imported {imported} users ({skipped} already existed and were left alone)");
@@ -388,12 +394,14 @@ async fn change(
     match b {
         Backend::Store(a, _) => a.change_rights(name, grant, revoke, admin).await.map_err(e),
         Backend::Server(r) => {
-            r.send(
-                "PATCH",
-                &format!("/admin/v1/users/{name}"),
-                Some(serde_json::json!({"grant": grant, "revoke": revoke, "admin": admin})),
-            )
-            .await
+            let body = UserChange {
+                password: None,
+                grant: grant.to_vec(),
+                revoke: revoke.to_vec(),
+                admin,
+            };
+            r.call(&AdminRoute::ChangeUser(name.to_string()), Some(&body))
+                .await
         }
     }
 }
@@ -414,21 +422,24 @@ async fn token_on(b: &Backend, cmd: TokenCommand) -> Result<(), String> {
             name,
         } => {
             let expires = expires
-                .map(|s| stowage_server::config::parse_duration(&s))
+                .map(|s| parse_duration(&s))
                 .transpose()?
                 .filter(|d| !d.is_zero());
             let made: NewToken = match b {
                 Backend::Store(a, _) => {
                     let user = user.ok_or("--user is required when working on a store")?;
-                    a.create_token(&user, &scopes, expires, &name).await.map_err(e)?
+                    a.create_token(&user, &scopes, expires, &name)
+                        .await
+                        .map_err(e)?
                 }
                 Backend::Server(r) => {
-                    r.send(
-                        "POST",
-                        "/admin/v1/tokens",
-                        Some(serde_json::json!({"user": user, "scopes": scopes, "expires_in": expires.map(|d: Duration| d.as_secs()), "name": name})),
-                    )
-                    .await?
+                    let body = NewTokenRequest {
+                        user,
+                        scopes,
+                        expires_in: expires.map(|d: Duration| d.as_secs()),
+                        name,
+                    };
+                    r.call(&AdminRoute::CreateToken, Some(&body)).await?
                 }
             };
             print_new_token(&made);
@@ -436,23 +447,14 @@ async fn token_on(b: &Backend, cmd: TokenCommand) -> Result<(), String> {
         TokenCommand::List { user } => {
             let tokens: Vec<TokenInfo> = match b {
                 Backend::Store(a, _) => a.list_tokens(user.as_deref()).await.map_err(e)?,
-                Backend::Server(r) => {
-                    let path = match &user {
-                        Some(u) => format!("/admin/v1/tokens?user={u}"),
-                        None => "/admin/v1/tokens".into(),
-                    };
-                    r.send("GET", &path, None).await?
-                }
+                Backend::Server(r) => r.get(&AdminRoute::ListTokens(user)).await?,
             };
             print_tokens(&tokens);
         }
         TokenCommand::Revoke { id } => {
             match b {
                 Backend::Store(a, _) => a.revoke_token(&id).await.map_err(e)?,
-                Backend::Server(r) => {
-                    r.send_empty("DELETE", &format!("/admin/v1/tokens/{id}"))
-                        .await?
-                }
+                Backend::Server(r) => r.call_empty(&AdminRoute::RevokeToken(id.clone())).await?,
             }
             outln!("revoked token {id}");
         }

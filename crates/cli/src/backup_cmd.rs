@@ -52,7 +52,9 @@ pub struct BackupArgs {
 pub fn backup(args: &BackupArgs) -> Result<(), Failure> {
     let source = match (&args.data, &args.config) {
         (Some(d), _) => d.clone(),
-        (None, Some(c)) => Config::from_file(c).map_err(Failure::Usage)?.data_dir(),
+        (None, Some(c)) => Config::from_file(c)
+            .map_err(|e| Failure::Usage(e.to_string()))?
+            .data_dir(),
         (None, None) => Config::default().data_dir(),
     };
     let db = source.join("metadata.db");

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use stowage_server::Config;
+use stowage_server::config::{LogFormat, LogLevel};
 
 /// `println!` for results: a closed stdout (`stowage tags REF | head`) ends the program
 /// quietly instead of panicking.
@@ -229,7 +230,7 @@ fn serve_config(args: ServeArgs) -> Result<Config, String> {
         Some(path) => Config::from_file(path).map_err(|first| {
             let all = stowage_server::config_check::check_file(path);
             if all.is_empty() {
-                first
+                first.to_string()
             } else {
                 let at = |p: &String| format!("{}: {p}", path.display());
                 all.iter().map(at).collect::<Vec<_>>().join("\n")
@@ -237,30 +238,38 @@ fn serve_config(args: ServeArgs) -> Result<Config, String> {
         })?,
         None => Config::default(),
     };
+    // Every bad flag is reported with every other problem, as `config check` does.
+    let mut problems = Vec::new();
+    let mut flag = |r: Result<(), String>| {
+        if let Err(e) = r {
+            problems.push(e);
+        }
+    };
     if let Some(l) = args.listen {
-        config.listen = l;
+        flag(stowage_server::config::parse_listen(&l).map(|a| config.listen = a));
     }
     if let Some(d) = args.data {
         config.data_dir = Some(d);
     }
     if let Some(f) = args.log_format {
-        config.log.format = f;
+        flag(LogFormat::parse(&f).map(|f| config.log.format = f));
     }
     if let Some(l) = args.log_level {
-        config.log.level = l;
+        flag(LogLevel::parse(&l).map(|l| config.log.level = l));
     }
     if args.auth {
         config.auth.enabled = true;
     }
     // `STOWAGE_PUBLIC='library/** team/base'` arrives as one value: split it (patterns never
     // hold commas or whitespace).
-    config.auth.public.extend(
-        args.public
-            .iter()
-            .flat_map(|p| p.split(|c: char| c == ',' || c.is_whitespace()))
-            .filter(|p| !p.is_empty())
-            .map(str::to_string),
-    );
+    for p in args
+        .public
+        .iter()
+        .flat_map(|p| p.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|p| !p.is_empty())
+    {
+        flag(config.auth.add_public(p));
+    }
     if args.tls_self_signed {
         config.tls.self_signed = true;
     }
@@ -270,7 +279,10 @@ fn serve_config(args: ServeArgs) -> Result<Config, String> {
     if let Some(k) = args.tls_key {
         config.tls.key = Some(k);
     }
-    config.check()?;
+    problems.extend(config.problems());
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
     Ok(config)
 }
 

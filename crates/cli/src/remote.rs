@@ -1,16 +1,31 @@
 //! A small client for a Stowage server's admin API (`--server URL`), with TLS options and the
 //! caller's credentials: `--username` plus a password from stdin or `STOWAGE_PASSWORD`, or
-//! else the login docker or podman stored for that host.
+//! else the login docker or podman stored for that host. Requests and answers are the admin
+//! API's own types (`stowage_identity::admin`).
 
+use std::path::PathBuf;
+
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use stowage_client::auth::{basic_header as basic, escape};
 use stowage_client::credentials::CredentialFiles;
-
-use crate::accounts_cmd::{Target, server_password};
+use stowage_identity::Issued;
+use stowage_identity::admin::AdminRoute;
 
 /// The scope the admin API needs in a bearer token.
 const ADMIN_SCOPE: &str = "registry:admin:*";
+
+/// How to reach and log in to a server.
+pub struct Connect<P: FnOnce() -> Result<Option<String>, String>> {
+    /// Trust this CA certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (testing only).
+    pub insecure: bool,
+    pub username: Option<String>,
+    /// The caller's password, when given (read only once the URL and TLS options are good).
+    pub password: P,
+}
 
 /// Trade a stored refresh token for a JWT for the admin API (`registry:admin:*`) at the
 /// server's token endpoint.
@@ -32,19 +47,17 @@ async fn redeem(http: &reqwest::Client, base: &str, refresh: &str) -> Result<Str
             resp.status()
         ));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&resp.bytes().await.map_err(|e| e.to_string())?)
-            .map_err(|e| format!("{base}: {e}"))?;
-    let granted = v["scope"].as_str().unwrap_or_default();
+    let v: Issued = serde_json::from_slice(&resp.bytes().await.map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{base}: {e}"))?;
+    let granted = v.scope.as_deref().unwrap_or_default();
     if !granted.split(' ').any(|s| s == ADMIN_SCOPE) {
         return Err(format!(
             "{base}: the stored login does not allow administration (it was not made with a password, or with a token carrying the scope admin); give --username with --password-stdin"
         ));
     }
-    v["access_token"]
-        .as_str()
-        .or(v["token"].as_str())
-        .map(str::to_string)
+    [v.access_token, v.token]
+        .into_iter()
+        .find(|t| !t.is_empty())
         .ok_or_else(|| format!("{base}: the token endpoint gave no token"))
 }
 
@@ -55,7 +68,10 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub async fn new(url: &str, t: &Target) -> Result<Remote, String> {
+    pub async fn new<P>(url: &str, c: Connect<P>) -> Result<Remote, String>
+    where
+        P: FnOnce() -> Result<Option<String>, String>,
+    {
         let base = url.trim_end_matches('/').to_string();
         if !base.starts_with("https://") && !base.starts_with("http://") {
             return Err(format!(
@@ -71,19 +87,19 @@ impl Remote {
             .unwrap_or_default()
             .to_string();
         let mut b = reqwest::Client::builder();
-        if let Some(ca) = &t.ca_file {
+        if let Some(ca) = &c.ca_file {
             let pem =
                 std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| format!("{}: not a PEM certificate: {e}", ca.display()))?;
             b = b.add_root_certificate(cert);
         }
-        if t.insecure {
+        if c.insecure {
             b = b.danger_accept_invalid_certs(true);
         }
         let http = b.build().map_err(|e| format!("cannot set up HTTPS: {e}"))?;
-        let password = server_password(t)?;
-        let auth = match (&t.username, password) {
+        let password = (c.password)()?;
+        let auth = match (&c.username, password) {
             (Some(u), Some(p)) => Some(basic(u, &p)),
             (u, _) => {
                 // The login `stowage login`, docker or podman stored for this host.
@@ -113,19 +129,19 @@ impl Remote {
 
     async fn request(
         &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
+        route: &AdminRoute,
+        body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response, String> {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut req = self.http.request(m, format!("{}{path}", self.base));
+        let m =
+            reqwest::Method::from_bytes(route.method().as_bytes()).map_err(|e| e.to_string())?;
+        let mut req = self
+            .http
+            .request(m, format!("{}{}", self.base, route.path()));
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
         }
         if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(&b).map_err(|e| e.to_string())?);
+            req = req.header("Content-Type", "application/json").body(b);
         }
         let resp = req
             .send()
@@ -150,13 +166,17 @@ impl Remote {
         Err(format!("{} answered {status}: {message}", self.base))
     }
 
-    pub async fn send<T: DeserializeOwned>(
+    /// Call `route` with `body` (JSON) and read its JSON answer.
+    pub async fn call<T: DeserializeOwned>(
         &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
+        route: &AdminRoute,
+        body: Option<&impl Serialize>,
     ) -> Result<T, String> {
-        let resp = self.request(method, path, body).await?;
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let resp = self.request(route, body).await?;
         let bytes = resp
             .bytes()
             .await
@@ -164,7 +184,13 @@ impl Remote {
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: unexpected answer: {e}", self.base))
     }
 
-    pub async fn send_empty(&self, method: &str, path: &str) -> Result<(), String> {
-        self.request(method, path, None).await.map(|_| ())
+    /// Call `route`, which takes no body, and read its JSON answer.
+    pub async fn get<T: DeserializeOwned>(&self, route: &AdminRoute) -> Result<T, String> {
+        self.call(route, None::<&()>).await
+    }
+
+    /// Call `route`, which answers nothing.
+    pub async fn call_empty(&self, route: &AdminRoute) -> Result<(), String> {
+        self.request(route, None).await.map(|_| ())
     }
 }

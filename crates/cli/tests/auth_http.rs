@@ -604,17 +604,17 @@ async fn forged_jwts_are_invalid_tokens() {
     ));
 
     // ES256 with a key of our own, under the server's kid.
-    let (own_kid, pkcs8) = generate_key();
+    let (own_kid, pkcs8) = generate_key().unwrap();
     let claims: Claims = serde_json::from_value(widened.clone()).expect("claims shape");
     let signer = Signer::from_pkcs8(&kid, &pkcs8).expect("own key");
     forged.push((
         "ES256 by our own key under the server's kid",
-        signer.sign(&claims),
+        signer.sign(&claims).unwrap(),
     ));
     let signer = Signer::from_pkcs8(&own_kid, &pkcs8).expect("own key");
     forged.push((
         "ES256 by our own key under its own kid",
-        signer.sign(&claims),
+        signer.sign(&claims).unwrap(),
     ));
     // ... carrying its public key in the header, for servers that would trust it.
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).expect("pair");
@@ -682,7 +682,7 @@ async fn jwt_with_a_foreign_issuer_or_embedded_key_is_refused() {
     for (token, target) in [(&real, path), (&admin_jwt, "/admin/v1/users")] {
         let claims: Claims = serde_json::from_value(jwt_payload(token)).expect("claims");
         assert_eq!(claims.iss, "stowage", "the issuer the server signs with");
-        reg.get_as(&Who::bearer(&signer.sign(&claims)), target)
+        reg.get_as(&Who::bearer(&signer.sign(&claims).unwrap()), target)
             .await
             .expect_status(200);
 
@@ -690,7 +690,7 @@ async fn jwt_with_a_foreign_issuer_or_embedded_key_is_refused() {
         for iss in ["", "other", "https://evil.example", "Stowage"] {
             let mut c = claims.clone();
             c.iss = iss.to_string();
-            forged.push((format!("iss {iss:?}"), signer.sign(&c)));
+            forged.push((format!("iss {iss:?}"), signer.sign(&c).unwrap()));
         }
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
         let mut no_iss = jwt_payload(token);

@@ -19,8 +19,10 @@ pub mod media;
 pub mod name;
 pub mod range;
 pub mod reference;
+pub mod upload_id;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::ErrorCode;
 pub use name::RepoName;
 pub use reference::{Reference, Tag};
+pub use upload_id::UploadId;

@@ -1,9 +1,10 @@
 //! `stowage config check`: every problem in a configuration file, not just the first.
 //!
 //! serde stops at the first unknown key or bad value, so the file is parsed as plain TOML and
-//! each key is tried alone against the typed configuration (sections key by key). What passes
-//! is assembled into a configuration whose values are then validated as a whole
-//! ([`Config::problems`]), and the TLS certificate and key files it names are read, parsed and
+//! each key is tried alone against the typed configuration (sections key by key), so a value
+//! that does not parse into its type (an address, a CIDR range, a pattern, a duration) is
+//! reported by its key. What passes is assembled into a configuration whose values are then
+//! validated as a whole ([`Config::problems`]), and the TLS certificate and key files it names are read, parsed and
 //! matched against each other ([`crate::tls::check_files`]).
 
 use std::path::Path;
@@ -72,6 +73,18 @@ fn one_line(e: &toml::de::Error) -> String {
         .join(" ")
 }
 
+/// The problem of the key at `path`: its message, named by the key (the position in the
+/// one-key document tried is no help to the reader, so it is left out).
+fn problem(path: &[&str], e: &toml::de::Error) -> String {
+    let key = path.join(".");
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    if message.starts_with(&key) {
+        message
+    } else {
+        format!("{key}: {message}")
+    }
+}
+
 /// Try the key at `path` alone: keep it when accepted; when it is a known section with bad
 /// keys inside, keep the good ones and report each bad one; otherwise report it.
 fn walk(path: &[&str], value: &Value, problems: &mut Vec<String>) -> Option<Value> {
@@ -92,7 +105,7 @@ fn walk(path: &[&str], value: &Value, problems: &mut Vec<String>) -> Option<Valu
         }
         return Some(Value::Table(kept));
     }
-    problems.push(format!("{}: {}", path.join("."), one_line(&err)));
+    problems.push(problem(path, &err));
     None
 }
 

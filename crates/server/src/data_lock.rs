@@ -13,6 +13,8 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::startup::ServeError;
+
 /// The lock file's name inside the data directory.
 pub const LOCK_FILE: &str = "serve.lock";
 
@@ -23,8 +25,12 @@ pub struct DataLock {
 }
 
 /// Lock `data` (which must exist) for this process, or say who holds it.
-pub fn acquire(data: &Path) -> Result<DataLock, String> {
+pub fn acquire(data: &Path) -> Result<DataLock, ServeError> {
     let path = data.join(LOCK_FILE);
+    let lock_error = |source| ServeError::DataDirLock {
+        path: path.clone(),
+        source,
+    };
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -32,26 +38,23 @@ pub fn acquire(data: &Path) -> Result<DataLock, String> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+        .map_err(lock_error)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
-            let who = if holder.is_empty() {
-                "another process".to_string()
-            } else {
-                format!("process {holder}")
-            };
-            return Err(format!(
-                "the data directory {} is in use by {who} (another `stowage serve`?): two servers on one directory would corrupt uploads. Stop the other server, or give this one its own --data",
-                data.display()
-            ));
+            return Err(ServeError::DataDirInUse {
+                dir: data.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("process {holder}")
+                },
+            });
         }
-        Err(TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", path.display()));
-        }
+        Err(TryLockError::Error(e)) => return Err(lock_error(e)),
     }
     // The holder's pid, for the message above (advice only: the lock is what counts).
     let _ = file.set_len(0);
@@ -68,7 +71,7 @@ mod tests {
     fn a_second_holder_is_refused_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let first = acquire(dir.path()).unwrap();
-        let err = acquire(dir.path()).unwrap_err();
+        let err = acquire(dir.path()).unwrap_err().to_string();
         assert!(err.contains("in use by process"), "{err}");
         assert!(err.contains(&std::process::id().to_string()), "{err}");
         drop(first);

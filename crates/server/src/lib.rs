@@ -9,8 +9,8 @@
 //! - `error`: the one place errors (the registry's domain errors included) become responses.
 //! - `data_lock`: one `serve` per data directory.
 //! - `metrics`: Prometheus counters and histograms, labelled by route template.
-//! - `auth`: who may do what (`--auth`), the token endpoint and the admin API.
-//! - `accounts`: user and token management shared by the admin API and the CLI.
+//! - `auth`: the HTTP side of authentication (`--auth`): the gate's challenges, the token
+//!   endpoint and the admin API; the identity service (`stowage-identity`) decides.
 //! - `tls` / `listener`: HTTPS with certificate reload, and the accept loop; `limits`,
 //!   `activity` and `drain` are the listener's connection cap, timeouts and unread-body
 //!   handling.
@@ -20,12 +20,10 @@
 //! This crate never touches SQL or the filesystem layout directly; it only names the backends
 //! when it opens them.
 
-pub mod accounts;
 mod activity;
 pub mod auth;
 pub mod config;
 pub mod config_check;
-mod config_security;
 mod data_lock;
 mod drain;
 pub mod error;
@@ -35,6 +33,7 @@ pub mod listener;
 mod memory;
 pub mod metrics;
 pub mod routes;
+pub mod startup;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -55,6 +54,7 @@ use stowage_storage::fs::FsBlobStore;
 use tracing::Instrument;
 
 pub use config::Config;
+pub use startup::ServeError;
 
 use crate::auth::Auth;
 use crate::auth::decide::Principal;
@@ -91,20 +91,26 @@ pub struct Ready<'a> {
 
 /// Open the embedded default stores (filesystem blobs + SQLite metadata) under `data_dir`.
 /// `observer`, when given, sees every durability-relevant operation in order (tests).
-pub fn open_registry(config: &Config, observer: Option<OpObserver>) -> Result<Registry, String> {
+pub fn open_registry(
+    config: &Config,
+    observer: Option<OpObserver>,
+) -> Result<Registry, ServeError> {
     open_stores(config, observer).map(|(r, _)| r)
 }
 
 /// Create the data directory (0700) and keep the metadata database private (0600): it holds
 /// the JWT signing keys, the upload-session key and password and token hashes.
-fn prepare_data_dir(data: &std::path::Path) -> Result<(), String> {
+fn prepare_data_dir(data: &std::path::Path) -> Result<(), ServeError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if !data.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(data)
-            .map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+            .map_err(|source| ServeError::CreateDataDir {
+                path: data.to_path_buf(),
+                source,
+            })?;
     }
     let db = data.join("metadata.db");
     std::fs::OpenOptions::new()
@@ -112,34 +118,37 @@ fn prepare_data_dir(data: &std::path::Path) -> Result<(), String> {
         .append(true)
         .mode(0o600)
         .open(&db)
-        .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+        .map_err(|source| ServeError::OpenDatabaseFile {
+            path: db.clone(),
+            source,
+        })?;
     for name in ["metadata.db", "metadata.db-wal", "metadata.db-shm"] {
         let p = data.join(name);
         if let Ok(m) = std::fs::metadata(&p)
             && m.permissions().mode() & 0o077 != 0
         {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("cannot make {} private: {e}", p.display()))?;
+                .map_err(|source| ServeError::MakePrivate { path: p, source })?;
         }
     }
     Ok(())
 }
 
 /// Open the auth store of a data directory (for `stowage user`/`token` on the store).
-pub fn open_auth_store(data_dir: &std::path::Path) -> Result<Arc<dyn AuthStore>, String> {
+pub fn open_auth_store(data_dir: &std::path::Path) -> Result<Arc<dyn AuthStore>, ServeError> {
     open_sqlite_store(data_dir).map(|s| s as Arc<dyn AuthStore>)
 }
 
 /// The embedded SQLite store of a data directory, created private if missing. Commands that
 /// change it and exit call [`SqliteStore::checkpoint`] first, so `metadata.db` alone holds
 /// their writes.
-pub fn open_sqlite_store(data_dir: &std::path::Path) -> Result<Arc<SqliteStore>, String> {
+pub fn open_sqlite_store(data_dir: &std::path::Path) -> Result<Arc<SqliteStore>, ServeError> {
     prepare_data_dir(data_dir)?;
-    let meta = SqliteStore::open(&data_dir.join("metadata.db")).map_err(|e| {
-        format!(
-            "cannot open metadata database in {}: {e}",
-            data_dir.display()
-        )
+    let meta = SqliteStore::open(&data_dir.join("metadata.db")).map_err(|source| {
+        ServeError::MetadataStore {
+            dir: data_dir.to_path_buf(),
+            source,
+        }
     })?;
     Ok(Arc::new(meta))
 }
@@ -148,7 +157,7 @@ pub fn open_sqlite_store(data_dir: &std::path::Path) -> Result<Arc<SqliteStore>,
 pub fn open_stores(
     config: &Config,
     observer: Option<OpObserver>,
-) -> Result<(Registry, Arc<dyn AuthStore>), String> {
+) -> Result<(Registry, Arc<dyn AuthStore>), ServeError> {
     open_sqlite_stores(config, observer).map(|(r, meta)| (r, meta as Arc<dyn AuthStore>))
 }
 
@@ -156,34 +165,40 @@ pub fn open_stores(
 fn open_sqlite_stores(
     config: &Config,
     observer: Option<OpObserver>,
-) -> Result<(Registry, Arc<SqliteStore>), String> {
+) -> Result<(Registry, Arc<SqliteStore>), ServeError> {
     let data = config.data_dir();
     prepare_data_dir(&data)?;
-    let mut blobs = FsBlobStore::open(&data)
-        .map_err(|e| format!("cannot open blob store in {}: {e}", data.display()))?;
+    let mut blobs = FsBlobStore::open(&data).map_err(|source| ServeError::BlobStore {
+        dir: data.clone(),
+        source,
+    })?;
     if let Some(o) = &observer {
         blobs = blobs.with_observer(o.clone());
     }
     let meta = Arc::new(
-        SqliteStore::open_observed(&data.join("metadata.db"), observer)
-            .map_err(|e| format!("cannot open metadata database in {}: {e}", data.display()))?,
+        SqliteStore::open_observed(&data.join("metadata.db"), observer).map_err(|source| {
+            ServeError::MetadataStore {
+                dir: data.clone(),
+                source,
+            }
+        })?,
     );
     let registry = Registry::new(Arc::new(blobs), meta.clone(), config.registry_settings());
     Ok((registry, meta))
 }
 
 /// Build the application state for a registry and configuration.
-pub fn app_state(config: &Config, registry: Registry) -> Result<AppState, String> {
-    Ok(AppState {
+pub fn app_state(config: &Config, registry: Registry) -> AppState {
+    AppState {
         registry: Arc::new(registry),
         metrics: Arc::new(Metrics::default()),
         body_idle_timeout: config.body_idle_timeout,
         metrics_enabled: config.metrics.enabled,
-        metrics_allow: Arc::new(config.metrics_allow()?),
+        metrics_allow: Arc::new(config.metrics.allow.clone()),
         auth: None,
         hsts: config.tls.hsts,
         manifest_budget: Arc::new(handlers::ManifestBudget::new(config.manifests.max_size)),
-    })
+    }
 }
 
 /// The axum application: every request goes through [`dispatch`].
@@ -306,13 +321,12 @@ struct ShutdownSignals {
 }
 
 impl ShutdownSignals {
-    fn install() -> Result<ShutdownSignals, String> {
+    fn install() -> Result<ShutdownSignals, ServeError> {
         use tokio::signal::unix::{SignalKind, signal};
+        let failed = |signal| move |source| ServeError::Signal { signal, source };
         Ok(ShutdownSignals {
-            term: signal(SignalKind::terminate())
-                .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?,
-            int: signal(SignalKind::interrupt())
-                .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?,
+            term: signal(SignalKind::terminate()).map_err(failed("SIGTERM"))?,
+            int: signal(SignalKind::interrupt()).map_err(failed("SIGINT"))?,
         })
     }
 
@@ -326,15 +340,19 @@ impl ShutdownSignals {
 }
 
 /// Bind `addr` (the address of the setting `what`), saying clearly when it is taken.
-async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            format!(
-                "cannot listen on {addr}: the address is already in use (is another registry \
-                 running?); stop it or choose another address with {what}"
-            )
+async fn bind(
+    addr: SocketAddr,
+    setting: &'static str,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ServeError::AddressInUse { addr, setting }
         } else {
-            format!("cannot listen on {addr} ({what}): {e}")
+            ServeError::Bind {
+                addr,
+                setting,
+                source,
+            }
         }
     })
 }
@@ -345,18 +363,13 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, S
 /// The listeners are bound first, so a taken port fails the start before the data directory
 /// or database is created. After the drain, the database's WAL is checkpointed into
 /// `metadata.db`, so that file alone holds everything.
-pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), String> {
+pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
     memory::tune_allocator();
-    let addr = config.listen_addr()?;
+    let addr = config.listen;
     let listener = bind(addr, "--listen").await?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let redirect = match &config.tls.redirect_listen {
-        Some(r) => {
-            let raddr: SocketAddr = r
-                .parse()
-                .map_err(|_| format!("invalid tls.redirect_listen {r:?}"))?;
-            Some(bind(raddr, "tls.redirect_listen").await?)
-        }
+    let local = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    let redirect = match config.tls.redirect_listen {
+        Some(raddr) => Some(bind(raddr, "tls.redirect_listen").await?),
         None => None,
     };
 
@@ -364,7 +377,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
     prepare_data_dir(&data)?;
     let _data_lock = data_lock::acquire(&data)?;
     let (registry, meta) = open_sqlite_stores(&config, None)?;
-    let mut state = app_state(&config, registry)?;
+    let mut state = app_state(&config, registry);
     if config.auth.enabled {
         let auth = Auth::open(&config.auth, meta.clone()).await?;
         if auth.snapshot().users.is_empty() {
@@ -437,8 +450,8 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
             tracing::info!("all requests finished");
             Ok(())
         }
-        Ok(Ok(Err(e))) => Err(format!("server error: {e}")),
-        Ok(Err(e)) => Err(format!("server task failed: {e}")),
+        Ok(Ok(Err(e))) => Err(ServeError::Server(e)),
+        Ok(Err(e)) => Err(ServeError::Task(e)),
         Err(_) => {
             tracing::warn!(
                 timeout_s = config.drain_timeout.as_secs(),
@@ -462,10 +475,11 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Ready)) -> Result<(), 
 fn start_tls(
     config: &Config,
     addr: SocketAddr,
-) -> Result<(Option<tls::TlsAcceptor>, Option<std::path::PathBuf>), String> {
+) -> Result<(Option<tls::TlsAcceptor>, Option<std::path::PathBuf>), ServeError> {
     let t = &config.tls;
     let (files, ca) = if t.self_signed {
-        let made = tls::self_signed(&config.data_dir().join("tls"), &t.hosts, addr)?;
+        let made = tls::self_signed(&config.data_dir().join("tls"), &t.hosts, addr)
+            .map_err(ServeError::Tls)?;
         if made.created {
             tracing::info!(ca = %made.ca_cert.display(), "generated a development certificate");
         }
@@ -487,7 +501,7 @@ fn start_tls(
     } else {
         return Ok((None, None));
     };
-    let (acceptor, _resolver) = tls::load(&files, t.reload_interval)?;
+    let (acceptor, _resolver) = tls::load(&files, t.reload_interval).map_err(ServeError::Tls)?;
     Ok((Some(acceptor), ca))
 }
 
@@ -495,15 +509,14 @@ fn start_tls(
 /// only when stderr is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>).
 pub fn init_logging(config: &Config) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = config.log.level.filter();
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    let _ = if config.log.format == "json" {
+    let _ = if config.log.format == config::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

@@ -21,6 +21,7 @@ use stowage_registry::uploads::ChunkRange;
 use crate::auth::decide::Need;
 use crate::error::{Error, Result};
 use stowage_auth::Action;
+use stowage_identity::admin::AdminRoute;
 
 /// A page request of a listing (`?n=&last=`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,19 +42,6 @@ pub struct UploadStart {
     pub algorithm: Option<Algorithm>,
     /// Whether the request has a body at all.
     pub has_body: bool,
-}
-
-/// The operations of the admin API under `/admin/v1/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminOp {
-    ListUsers,
-    AddUser,
-    ImportUsers,
-    ChangeUser(String),
-    RemoveUser(String),
-    ListTokens { user: Option<String> },
-    CreateToken,
-    RevokeToken(String),
 }
 
 /// Every request the server answers.
@@ -126,7 +114,7 @@ pub enum Endpoint {
     /// `GET /auth/jwks` or `/.well-known/jwks.json`.
     Jwks,
     /// `/admin/v1/...`.
-    Admin(AdminOp),
+    Admin(AdminRoute),
     /// `GET /healthz`.
     Health,
     /// `GET /readyz`.
@@ -496,32 +484,31 @@ fn upload(
     })
 }
 
-/// `/admin/v1/<rest>`.
-fn admin(m: &Method, rest: &str, query: &Query) -> Result<Option<AdminOp>> {
+/// `/admin/v1/<rest>`: the operations `stowage user`/`token --server` send (the same
+/// [`AdminRoute`] type builds their requests).
+fn admin(m: &Method, rest: &str, query: &Query) -> Result<Option<AdminRoute>> {
     let segments: Vec<String> = rest
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| percent_decode(s).unwrap_or_default())
         .collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let op = match (m.clone(), seg.as_slice()) {
-        (Method::GET, ["users"]) => AdminOp::ListUsers,
-        (Method::POST, ["users"]) => AdminOp::AddUser,
-        (Method::POST, ["users", "import"]) => AdminOp::ImportUsers,
-        (Method::PATCH, ["users", name]) => AdminOp::ChangeUser(name.to_string()),
-        (Method::DELETE, ["users", name]) => AdminOp::RemoveUser(name.to_string()),
-        (Method::GET, ["tokens"]) => AdminOp::ListTokens {
-            user: query.get("user").map(str::to_string),
-        },
-        (Method::POST, ["tokens"]) => AdminOp::CreateToken,
-        (Method::DELETE, ["tokens", id]) => AdminOp::RevokeToken(id.to_string()),
+    let route = match (m.clone(), seg.as_slice()) {
+        (Method::GET, ["users"]) => AdminRoute::ListUsers,
+        (Method::POST, ["users"]) => AdminRoute::AddUser,
+        (Method::POST, ["users", "import"]) => AdminRoute::ImportUsers,
+        (Method::PATCH, ["users", name]) => AdminRoute::ChangeUser(name.to_string()),
+        (Method::DELETE, ["users", name]) => AdminRoute::RemoveUser(name.to_string()),
+        (Method::GET, ["tokens"]) => AdminRoute::ListTokens(query.get("user").map(str::to_string)),
+        (Method::POST, ["tokens"]) => AdminRoute::CreateToken,
+        (Method::DELETE, ["tokens", id]) => AdminRoute::RevokeToken(id.to_string()),
         (_, ["users"] | ["tokens"]) => return Err(Error::method_not_allowed("GET, POST")),
         (_, ["users", "import"]) => return Err(Error::method_not_allowed("POST")),
         (_, ["users", _]) => return Err(Error::method_not_allowed("PATCH, DELETE")),
         (_, ["tokens", _]) => return Err(Error::method_not_allowed("DELETE")),
         _ => return Ok(None),
     };
-    Ok(Some(op))
+    Ok(Some(route))
 }
 
 /// Decoded query parameters.
@@ -713,13 +700,11 @@ mod tests {
         );
         assert_eq!(
             get("/admin/v1/tokens?user=bob").unwrap(),
-            Some(Endpoint::Admin(AdminOp::ListTokens {
-                user: Some("bob".into())
-            }))
+            Some(Endpoint::Admin(AdminRoute::ListTokens(Some("bob".into()))))
         );
         assert_eq!(
             on(Method::PATCH, "/admin/v1/users/al%69ce").unwrap(),
-            Some(Endpoint::Admin(AdminOp::ChangeUser("alice".into())))
+            Some(Endpoint::Admin(AdminRoute::ChangeUser("alice".into())))
         );
     }
 
@@ -756,6 +741,29 @@ mod tests {
             code(get("/v2/a/blobs/uploads/ABC")),
             ErrorCode::BlobUploadUnknown
         );
+    }
+
+    /// The paths and methods the command line sends are the ones the server routes.
+    #[test]
+    fn every_admin_route_round_trips() {
+        for r in [
+            AdminRoute::ListUsers,
+            AdminRoute::AddUser,
+            AdminRoute::ImportUsers,
+            AdminRoute::ChangeUser("alice".into()),
+            AdminRoute::RemoveUser("bob.x-1".into()),
+            AdminRoute::ListTokens(None),
+            AdminRoute::ListTokens(Some("alice".into())),
+            AdminRoute::CreateToken,
+            AdminRoute::RevokeToken("0123456789abcdef".into()),
+        ] {
+            let m = Method::from_bytes(r.method().as_bytes()).unwrap();
+            assert_eq!(
+                on(m, &r.path()).unwrap(),
+                Some(Endpoint::Admin(r.clone())),
+                "{r:?}"
+            );
+        }
     }
 
     #[test]

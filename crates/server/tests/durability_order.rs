@@ -31,7 +31,7 @@ async fn start() -> Harness {
         Some(Arc::new(move |op| l2.lock().unwrap().push(op))),
     )
     .unwrap();
-    let app = router(app_state(&config, registry).unwrap());
+    let app = router(app_state(&config, registry));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

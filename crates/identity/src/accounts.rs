@@ -4,7 +4,7 @@
 //! Validation lives here (names, grants, scopes, expiry) so both paths refuse the same input
 //! with the same message. Secrets are generated here and returned once; only their hashes are
 //! stored. The events are logged by every running server when it sees the change
-//! (`auth::snapshot::log_changes`), wherever the change was made.
+//! (`snapshot::log_changes`), wherever the change was made.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use stowage_auth::pattern::Grant;
 use stowage_auth::{password, secret};
 use stowage_metadata::{AuthStore, TokenRecord, UserRecord};
+
+use crate::now;
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,16 +27,21 @@ pub enum AccountError {
     Conflict(String),
     #[error("store: {0}")]
     Store(String),
+    /// Randomness failed, or a background task died.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<stowage_auth::RandomError> for AccountError {
+    fn from(e: stowage_auth::RandomError) -> AccountError {
+        AccountError::Internal(e.to_string())
+    }
 }
 
 type Result<T> = std::result::Result<T, AccountError>;
 
 fn store_err(e: stowage_metadata::MetadataError) -> AccountError {
     AccountError::Store(e.to_string())
-}
-
-fn now() -> i64 {
-    crate::auth::now()
 }
 
 /// A user as listed (no password hash).
@@ -144,7 +151,7 @@ pub fn merge_grants(current: &[String], add: &[String], remove: &[String]) -> Re
 pub fn canonical_scopes(list: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for s in list {
-        if crate::auth::snapshot::is_admin_scope(s) {
+        if crate::snapshot::is_admin_scope(s) {
             if !out.iter().any(|o| o == "admin") {
                 out.push("admin".to_string());
             }
@@ -213,13 +220,13 @@ impl Accounts {
         let pw = pw.to_string();
         let hash = tokio::task::spawn_blocking(move || password::hash_password(&pw))
             .await
-            .map_err(|e| AccountError::Store(e.to_string()))?;
+            .map_err(|e| AccountError::Internal(e.to_string()))??;
         let record = UserRecord {
             name: name.to_string(),
             password_hash: hash,
             admin,
             grants,
-            generation: fresh_generation(),
+            generation: fresh_generation()?,
             created: now(),
         };
         self.insert(record).await
@@ -254,7 +261,7 @@ impl Accounts {
         let pw = pw.to_string();
         let hash = tokio::task::spawn_blocking(move || password::hash_password(&pw))
             .await
-            .map_err(|e| AccountError::Store(e.to_string()))?;
+            .map_err(|e| AccountError::Internal(e.to_string()))??;
         self.modify(name, |u| {
             u.password_hash = hash.clone();
             u.generation += 1;
@@ -329,7 +336,7 @@ impl Accounts {
                 password_hash: hash,
                 admin: false,
                 grants: grants.clone(),
-                generation: fresh_generation(),
+                generation: fresh_generation()?,
                 created: now(),
             };
             match self.insert(record).await {
@@ -361,7 +368,7 @@ impl Accounts {
                     .ok_or_else(|| AccountError::Invalid("expiry too far in the future".into()))?,
             ),
         };
-        let fresh = secret::new_access_token();
+        let fresh = secret::new_access_token()?;
         let record = TokenRecord {
             id: fresh.id.clone(),
             user: user.to_string(),
@@ -416,8 +423,8 @@ impl Accounts {
 
 /// A new account's first password generation: random, so a user removed and created again
 /// under the same name never revives credentials (JWTs, cached logins) of the old account.
-fn fresh_generation() -> i64 {
-    i64::from_be_bytes(secret::random_bytes::<8>()) & (i64::MAX >> 1)
+fn fresh_generation() -> Result<i64> {
+    Ok(i64::from_be_bytes(secret::random_bytes::<8>()?) & (i64::MAX >> 1))
 }
 
 fn info(u: UserRecord) -> UserInfo {

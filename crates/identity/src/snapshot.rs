@@ -256,6 +256,12 @@ impl Snapshot {
         self.valid(&cred, now).then_some(cred)
     }
 
+    /// The credential a verified JWT names, when it is still valid and still its subject's.
+    pub fn jwt_cred(&self, claims: &stowage_auth::jwt::Claims, now: i64) -> Option<Cred> {
+        self.decode(&claims.cred, now)
+            .filter(|cred| cred.subject() == claims.sub)
+    }
+
     /// What a (valid) credential may do on a repository now, public pull included.
     pub fn actions_on(&self, cred: &Cred, repo: &str) -> Actions {
         let own = match cred {

@@ -1,15 +1,20 @@
 //! The `[auth]` and `[tls]` sections of the configuration: who may do what, and HTTPS.
 //!
-//! Parsing of permission patterns happens here so a bad pattern stops `config check` and the
-//! server start, not the first request that meets it.
+//! Permission patterns, grants, proxy ranges and addresses are parsed when the configuration
+//! is loaded, so a bad one stops `config check` and the server start, not the first request
+//! that meets it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use stowage_auth::pattern::RepoPattern;
+use stowage_auth::pattern::{Grant, RepoPattern};
 
-use crate::config::{Cidr, de_duration};
+use super::values::{
+    Cidr, ExternalUrl, de_duration, de_external_url, de_grants, de_public, de_redirect_listen,
+    de_trusted, parse_public,
+};
 
 /// `[auth]`
 #[derive(Debug, Clone, Deserialize)]
@@ -18,19 +23,23 @@ pub struct AuthConfig {
     /// Require credentials (off: everything is open, the quick-start default).
     pub enabled: bool,
     /// Repository patterns anyone may pull from (`library/**`).
-    pub public: Vec<String>,
+    #[serde(deserialize_with = "de_public")]
+    pub public: Vec<RepoPattern>,
     /// The token service name (the JWT audience).
     pub service: String,
     /// The URL clients reach this registry at (`https://registry.example.com`); the token
-    /// realm is derived from it. Empty: from the request, see `trusted_proxies`.
-    pub external_url: String,
+    /// realm is derived from it. Empty (None): from the request, see `trusted_proxies`.
+    #[serde(deserialize_with = "de_external_url")]
+    pub external_url: Option<ExternalUrl>,
     /// Proxies whose `X-Forwarded-For/Proto/Host` headers are believed (addresses or CIDRs).
-    pub trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "de_trusted")]
+    pub trusted_proxies: Vec<Cidr>,
     /// An htpasswd file (bcrypt, `htpasswd -B`) whose users may log in too; re-read when it
     /// changes.
     pub htpasswd: Option<PathBuf>,
     /// What htpasswd users may do (grants, like `stowage user grant`).
-    pub htpasswd_grants: Vec<String>,
+    #[serde(deserialize_with = "de_grants")]
+    pub htpasswd_grants: Vec<Grant>,
     /// Lifetime of issued JWTs (at most 5 minutes).
     #[serde(deserialize_with = "de_duration")]
     pub token_ttl: Duration,
@@ -61,13 +70,13 @@ impl Default for AuthConfig {
             enabled: false,
             public: Vec::new(),
             service: "stowage".into(),
-            external_url: String::new(),
+            external_url: None,
             trusted_proxies: Vec::new(),
             htpasswd: None,
-            htpasswd_grants: vec![
-                "repository:**:pull,push,delete".into(),
-                "registry:catalog:*".into(),
-            ],
+            htpasswd_grants: ["repository:**:pull,push,delete", "registry:catalog:*"]
+                .iter()
+                .map(|g| Grant::parse(g).expect("the default grants parse"))
+                .collect(),
             token_ttl: Duration::from_secs(300),
             refresh_ttl: Duration::from_secs(90 * 86400),
             basic_cache: Duration::from_secs(30),
@@ -98,7 +107,8 @@ pub struct TlsConfig {
     /// Send `Strict-Transport-Security` on HTTPS responses.
     pub hsts: bool,
     /// Also listen here in plain HTTP and redirect everything to HTTPS.
-    pub redirect_listen: Option<String>,
+    #[serde(deserialize_with = "de_redirect_listen")]
+    pub redirect_listen: Option<SocketAddr>,
 }
 
 impl Default for TlsConfig {
@@ -131,30 +141,11 @@ impl AuthConfig {
     /// Every problem, one message each.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for p in &self.public {
-            if let Err(e) = RepoPattern::parse(p) {
-                out.push(format!("auth.public {p:?}: {e}"));
-            }
-        }
-        for s in &self.trusted_proxies {
-            if let Err(e) = Cidr::parse(s) {
-                out.push(format!("auth.trusted_proxies: {e}"));
-            }
-        }
-        for g in &self.htpasswd_grants {
-            if let Err(e) = stowage_auth::pattern::Grant::parse(g) {
-                out.push(format!("auth.htpasswd_grants {g:?}: {e}"));
-            }
-        }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(300) {
             out.push("auth.token_ttl must be between 1s and 5m".into());
         }
         if self.service.is_empty() {
             out.push("auth.service must not be empty".into());
-        }
-        let url = &self.external_url;
-        if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
-            out.push("auth.external_url must start with https:// or http://".into());
         }
         if self.hash_concurrency == 0 {
             out.push("auth.hash_concurrency must be positive".into());
@@ -171,20 +162,28 @@ impl AuthConfig {
         out
     }
 
-    /// The public repository patterns.
-    pub fn public_patterns(&self) -> Result<Vec<RepoPattern>, String> {
-        self.public
-            .iter()
-            .map(|p| RepoPattern::parse(p).map_err(|e| format!("auth.public {p:?}: {e}")))
-            .collect()
+    /// Add a public repository pattern (from the command line).
+    pub fn add_public(&mut self, pattern: &str) -> Result<(), String> {
+        self.public.push(parse_public(pattern)?);
+        Ok(())
     }
 
-    /// The trusted proxy ranges.
-    pub fn trusted(&self) -> Result<Vec<Cidr>, String> {
-        self.trusted_proxies
-            .iter()
-            .map(|s| Cidr::parse(s))
-            .collect()
+    /// The identity service's settings.
+    pub fn identity_settings(&self) -> stowage_identity::Settings {
+        stowage_identity::Settings {
+            service: self.service.clone(),
+            public: self.public.clone(),
+            htpasswd: self.htpasswd.clone(),
+            htpasswd_grants: self.htpasswd_grants.clone(),
+            token_ttl: self.token_ttl,
+            refresh_ttl: self.refresh_ttl,
+            basic_cache: self.basic_cache,
+            key_rotation: self.key_rotation,
+            reload_interval: self.reload_interval,
+            login_failures: self.login_failures,
+            login_window: self.login_window,
+            hash_concurrency: self.hash_concurrency,
+        }
     }
 }
 
@@ -206,17 +205,8 @@ impl TlsConfig {
             }
             _ => {}
         }
-        if let Some(r) = &self.redirect_listen {
-            if r.parse::<std::net::SocketAddr>().is_err() {
-                out.push(format!(
-                    "tls.redirect_listen must be ADDRESS:PORT, not {r:?}"
-                ));
-            }
-            if !self.enabled() {
-                out.push(
-                    "tls.redirect_listen needs HTTPS (tls.cert/key or tls.self_signed)".into(),
-                );
-            }
+        if self.redirect_listen.is_some() && !self.enabled() {
+            out.push("tls.redirect_listen needs HTTPS (tls.cert/key or tls.self_signed)".into());
         }
         if self.reload_interval.is_zero() {
             out.push("tls.reload_interval must be positive".into());

@@ -1,23 +1,57 @@
 //! Server configuration: typed TOML with unknown keys refused, layered as
 //! defaults -> file -> environment/flags (the command line applies the last layer).
 //!
-//! Durations are written `30s`, `10m`, `24h` or `7d`; sizes in bytes. `check` validates a whole
-//! configuration without starting anything (`stowage config check`).
+//! Values are parsed into their types when the configuration is loaded (`values`: durations
+//! written `30s`, `10m`, `24h` or `7d`, addresses, CIDR ranges, repository patterns, grants, the
+//! external URL, the log format and filter; sizes in bytes), so code using it never re-parses
+//! a string. `check` validates what types alone cannot (ranges, combinations); `config_check`
+//! reports every problem of a file (`stowage config check`).
 
-use std::net::{IpAddr, SocketAddr};
+mod security;
+mod values;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+pub use stowage_identity::time::parse_duration;
 
-pub use crate::config_security::{AuthConfig, TlsConfig};
+pub use security::{AuthConfig, TlsConfig};
+pub use values::{
+    Cidr, ExternalUrl, LogFormat, LogLevel, normalize_origin, parse_listen, parse_public,
+};
+use values::{de_cidrs, de_duration, de_listen};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type or form (the first one).
+    #[error("{0}")]
+    Parse(toml::de::Error),
+    /// Values that parse but are out of range or contradict each other: every one.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// A problem with the file at `path`.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        error: Box<ConfigError>,
+    },
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
-    pub listen: String,
+    #[serde(deserialize_with = "de_listen")]
+    pub listen: SocketAddr,
     /// Where blobs, uploads and the metadata database live.
     pub data_dir: Option<PathBuf>,
     /// Allow DELETE of manifests, tags and blobs.
@@ -43,9 +77,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter such as `info` or `stowage=debug,info`.
-    pub level: String,
+    pub level: LogLevel,
 }
 
 /// `[uploads]`
@@ -87,7 +121,8 @@ pub struct MetricsConfig {
     /// Serve `/metrics` at all.
     pub enabled: bool,
     /// Client addresses or CIDR ranges allowed to read `/metrics`; empty allows everyone.
-    pub allow: Vec<String>,
+    #[serde(deserialize_with = "de_cidrs")]
+    pub allow: Vec<Cidr>,
 }
 
 /// `[limits]`: connection-level protection (timeouts, the connection cap, unread bodies).
@@ -114,7 +149,7 @@ pub struct LimitsConfig {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: "127.0.0.1:5000".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: None,
             delete_enabled: true,
             drain_timeout: Duration::from_secs(30),
@@ -146,8 +181,8 @@ impl Default for LimitsConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            format: "text".into(),
-            level: "info".into(),
+            format: LogFormat::Text,
+            level: LogLevel::default(),
         }
     }
 }
@@ -186,110 +221,33 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Parse `30s`, `10m`, `24h`, `7d` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 10m, 24h, 7d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        "ms" => return Ok(Duration::from_millis(n)),
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?}: use ms, s, m, h or d"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(secs))
-}
-
-pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-/// An allowed client range for `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parse `10.0.0.0/8`, `::1/128` or a bare address.
-    pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-        let addr: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid address {s:?}: use an IP address or CIDR range"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("invalid prefix in {s:?}"))?,
-        };
-        Ok(Cidr { addr, prefix })
-    }
-
-    /// Whether `ip` is inside the range (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix)
-                };
-                u32::from(a) & mask == u32::from(b) & mask
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix)
-                };
-                u128::from(a) & mask == u128::from(b) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 impl Config {
-    /// Parse a TOML document.
-    pub fn from_toml(text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    /// Parse and validate a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(ConfigError::Parse)?;
         c.check()?;
         Ok(c)
     }
 
-    /// Read and parse a file.
-    pub fn from_file(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    /// Read, parse and validate a file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| ConfigError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(e),
+        })
     }
 
-    /// Validate values serde cannot: every problem, one per line.
-    pub fn check(&self) -> Result<(), String> {
+    /// Validate what the types alone do not (ranges, combinations): every problem.
+    pub fn check(&self) -> Result<(), ConfigError> {
         let problems = self.problems();
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("\n"))
+            Err(ConfigError::Invalid(problems))
         }
     }
 
@@ -301,18 +259,6 @@ impl Config {
                 out.push(e);
             }
         };
-        check(self.listen_addr().map(drop));
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            check(Err(format!(
-                "log.format must be \"text\" or \"json\", not {:?}",
-                self.log.format
-            )));
-        }
-        check(
-            tracing_subscriber::EnvFilter::try_new(&self.log.level)
-                .map(drop)
-                .map_err(|e| format!("log.level: {e}")),
-        );
         if self.manifests.max_size < 4 * 1024 * 1024 {
             check(Err(
                 "manifests.max_size must be at least 4194304 (4 MiB), as the spec requires".into(),
@@ -324,26 +270,10 @@ impl Config {
         if self.uploads.purge_interval.is_zero() {
             check(Err("uploads.purge_interval must be positive".into()));
         }
-        check(self.metrics_allow().map(drop));
         check(self.limits.check());
         out.extend(self.auth.problems());
         out.extend(self.tls.problems());
         out
-    }
-
-    /// The parsed listen address.
-    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.listen.parse().map_err(|_| {
-            format!(
-                "listen must be ADDRESS:PORT, e.g. 127.0.0.1:5000, not {:?}",
-                self.listen
-            )
-        })
-    }
-
-    /// The parsed metrics allow-list.
-    pub fn metrics_allow(&self) -> Result<Vec<Cidr>, String> {
-        self.metrics.allow.iter().map(|s| Cidr::parse(s)).collect()
     }
 
     /// The data directory: configured, or `$XDG_DATA_HOME/stowage`, or
@@ -416,7 +346,7 @@ mod tests {
     fn defaults_are_valid() {
         Config::default().check().unwrap();
         let c = Config::from_toml("").unwrap();
-        assert_eq!(c.listen, "127.0.0.1:5000");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
     }
 
     #[test]
@@ -453,7 +383,7 @@ drain = 1048576
         .unwrap();
         assert!(!c.delete_enabled);
         assert_eq!(c.uploads.purge_after, Duration::from_secs(7200));
-        assert_eq!(c.metrics_allow().unwrap().len(), 2);
+        assert_eq!(c.metrics.allow.len(), 2);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
         let s = c.conn_settings();
@@ -495,14 +425,7 @@ drain = 1048576
     }
 
     #[test]
-    fn durations_and_cidrs() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(
-            parse_duration("7d").unwrap(),
-            Duration::from_secs(7 * 86400)
-        );
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("x").is_err());
+    fn cidrs() {
         let c = Cidr::parse("10.0.0.0/8").unwrap();
         assert!(c.contains("10.1.2.3".parse().unwrap()));
         assert!(!c.contains("11.0.0.1".parse().unwrap()));

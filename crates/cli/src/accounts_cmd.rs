@@ -173,9 +173,7 @@ fn set_echo(on: bool) {
 }
 
 fn fmt_time(t: Option<i64>) -> String {
-    t.map_or("-".into(), |t| {
-        stowage_server::auth::token_endpoint::rfc3339(t)
-    })
+    t.map_or("-".into(), stowage_oci::time::rfc3339)
 }
 
 fn print_users(users: &[UserInfo]) {

@@ -8,7 +8,7 @@
 //! refused once older than the purge age.
 
 use aws_lc_rs::hmac;
-use stowage_oci::Algorithm;
+use stowage_oci::{Algorithm, hex};
 
 /// Name of the key in the metadata store's secrets.
 pub const KEY_NAME: &str = "upload-session-hmac";
@@ -19,10 +19,6 @@ pub struct SessionClaims {
     pub algorithm: Algorithm,
     /// Unix seconds.
     pub created: i64,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn alg_tag(a: Algorithm) -> char {

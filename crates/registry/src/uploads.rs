@@ -92,7 +92,7 @@ fn random128() -> Result<[u8; 16]> {
 }
 
 fn new_upload_id() -> Result<String> {
-    Ok(random128()?.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(stowage_oci::hex(&random128()?))
 }
 
 fn range_header(offset: u64) -> String {

@@ -33,9 +33,7 @@ fn store_err(e: stowage_metadata::MetadataError) -> AccountError {
     AccountError::Store(e.to_string())
 }
 
-fn now() -> i64 {
-    crate::auth::now()
-}
+use crate::auth::now;
 
 /// A user as listed (no password hash).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -62,11 +62,7 @@ pub(crate) fn json<T: serde::Serialize>(status: u16, v: &T) -> axum::response::R
 }
 
 /// Current unix time.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use stowage_oci::time::now;
 
 /// The htpasswd file's (mtime, length) when last read, and its (user, hash) entries.
 type HtpasswdState = (Option<(SystemTime, u64)>, Vec<(String, String)>);

@@ -34,26 +34,7 @@ fn unauthorized(message: &str) -> Error {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds.
-pub fn rfc3339(t: i64) -> String {
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's published algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+pub use stowage_oci::time::rfc3339;
 
 impl Auth {
     /// `GET /auth/jwks`.
@@ -235,16 +216,4 @@ async fn read_form(body: Body) -> Result<Vec<(String, String)>> {
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Error::new(ErrorCode::Unsupported, "form body is not UTF-8").status(400))?;
     Ok(crate::routes::query_pairs(Some(text)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 }

@@ -139,7 +139,7 @@ fn push_inspect_pull_round_trip_over_plain_http() {
     assert_eq!(c.ok_line(&["digest", &reference]), info.manifest_digest);
 
     // What the registry itself serves.
-    let raw = stowage_testkit::http::get(
+    let raw = stowage_testkit::wire::get_blocking(
         &server.addr,
         "/v2/team/app/manifests/v1",
         &[("Accept", OCI_MANIFEST)],
@@ -416,7 +416,8 @@ fn tags_follows_every_page() {
         push(&c, &info, &format!("{}/team/app:{t}", server.addr), &["-q"]);
     }
     // The registry does page: a request without `n` gets 2 tags and a Link.
-    let first = stowage_testkit::http::get(&server.addr, "/v2/team/app/tags/list", &[]).unwrap();
+    let first =
+        stowage_testkit::wire::get_blocking(&server.addr, "/v2/team/app/tags/list", &[]).unwrap();
     assert_eq!(first.json()["tags"].as_array().unwrap().len(), 2);
     assert!(first.header("Link").is_some());
     let mut got: Vec<String> = c

@@ -167,6 +167,15 @@ pub fn stowage_on_store(
     run_with_input(&mut cmd, stdin, DEFAULT_TIMEOUT).ok()
 }
 
+/// An htpasswd line (`user:$2y$05$...`, bcrypt as Apache's `htpasswd -B` writes it).
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let hash = bcrypt::hash_with_result(password, 5)
+        .expect("bcrypt")
+        .format_for_version(bcrypt::Version::TwoY);
+    assert!(hash.starts_with("$2y$05$"), "{hash}");
+    format!("{user}:{hash}\n")
+}
+
 /// `stowage user add NAME EXTRA... --password-stdin` on the store in `data`, for a `(name,
 /// password)` pair; panics unless it succeeds.
 pub fn add_store_user(
@@ -180,3 +189,4 @@ pub fn add_store_user(
     args.push("--password-stdin");
     stowage_on_store(bin, data, &args, Some(&format!("{password}\n")))
 }
+

@@ -13,12 +13,6 @@ mod common;
 use common::auth::*;
 use common::*;
 
-const ALICE_PW: &str = "alice-password-1";
-
-fn alice() -> Who {
-    Who::basic("alice", ALICE_PW)
-}
-
 /// The refresh token in a token-endpoint answer.
 fn refresh_token_of(r: &Resp) -> String {
     r.expect_status(200);

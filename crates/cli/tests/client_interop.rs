@@ -172,13 +172,10 @@ fn skopeo_and_umoci_read_a_layout_pulled_by_stowage() {
     let c = StowageCli::new(BIN);
     let sk = Skopeo::new();
     let tmp = tempfile::tempdir().unwrap();
-    let info = image::write_oci_layout(
-        &tmp.path().join("src"),
-        "v1",
-        &ImageSpec::new("interop-layout")
-            .with_layers(3)
-            .with_payload(200_000),
-    );
+    let spec = ImageSpec::new("interop-layout")
+        .with_layers(3)
+        .with_payload(200_000);
+    let info = image::write_oci_layout(&tmp.path().join("src"), "v1", &spec);
     let reference = format!("{addr}/team/app:v1");
     c.push_layout(&info, &reference, &[]);
 
@@ -209,25 +206,7 @@ fn skopeo_and_umoci_read_a_layout_pulled_by_stowage() {
         .args(["unpack", "--image"])
         .arg(format!("{}:v1", pulled.display()))
         .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let motd = std::fs::read_to_string(rootfs.join("etc/motd")).unwrap();
-    assert!(motd.contains("interop-layout linux/amd64"), "{motd}");
-    assert_eq!(
-        std::fs::read_link(rootfs.join("etc/greeting")).unwrap(),
-        Path::new("motd")
-    );
-    let mode = std::fs::metadata(rootfs.join("usr/bin/hello"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o755);
-    assert_eq!(
-        std::fs::metadata(rootfs.join("data/payload.bin"))
-            .unwrap()
-            .len(),
-        200_000
-    );
-    assert!(rootfs.join("data/layer-2.txt").exists());
+    image::assert_rootfs(&bundle.join("rootfs"), &spec);
 
     // A multi-platform pull keeps the index, which skopeo serves byte-exact.
     let multi =

@@ -17,10 +17,6 @@ fn cli() -> StowageCli {
     StowageCli::new(BIN)
 }
 
-fn plain_server() -> Server {
-    Server::spawn(Path::new(BIN), &[])
-}
-
 /// A registry holding one image with an 8 MiB (incompressible) layer, reached through a relay.
 struct Big {
     server: Server,
@@ -35,7 +31,7 @@ struct Big {
 const PAYLOAD: usize = 8 << 20;
 
 fn big_image(seed: &str) -> Big {
-    let server = plain_server();
+    let server = Server::spawn(Path::new(BIN), &[]);
     let tmp = tempfile::tempdir().unwrap();
     let info = image::write_oci_layout(
         &tmp.path().join("src"),

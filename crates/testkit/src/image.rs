@@ -311,6 +311,40 @@ pub fn assert_same_image(src: &Path, dst: &Path, manifest_digest: &str) {
     }
 }
 
+/// The root filesystem at `rootfs` (unpacked by umoci, `stowage unpack`...) holds what
+/// `spec`'s layers put there: the text file naming the image, the symlink to it, the executable
+/// with its mode, the payload at its size, and one file per later layer.
+#[track_caller]
+pub fn assert_rootfs(rootfs: &Path, spec: &ImageSpec) {
+    use std::os::unix::fs::PermissionsExt;
+    let who = format!("{} {}/{}", spec.seed, spec.os, spec.architecture);
+    let motd = std::fs::read_to_string(rootfs.join("etc/motd")).expect("etc/motd");
+    assert!(motd.contains(&who), "{motd}");
+    assert_eq!(
+        std::fs::read_link(rootfs.join("etc/greeting")).expect("etc/greeting"),
+        Path::new("motd")
+    );
+    let mode = std::fs::metadata(rootfs.join("usr/bin/hello"))
+        .expect("usr/bin/hello")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    if spec.payload_size > 0 {
+        assert_eq!(
+            std::fs::metadata(rootfs.join("data/payload.bin"))
+                .expect("data/payload.bin")
+                .len(),
+            spec.payload_size as u64
+        );
+    }
+    for i in 1..spec.layers {
+        assert!(
+            rootfs.join(format!("data/layer-{i}.txt")).is_file(),
+            "layer {i} missing"
+        );
+    }
+}
+
 /// Files in the layout's `blobs/sha256` directory (names only, hidden partial files included),
 /// sorted.
 pub fn layout_blob_files(dir: &Path) -> Vec<String> {

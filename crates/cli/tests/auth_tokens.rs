@@ -5,8 +5,8 @@
 //! password changes killing JWTs and refresh tokens, and the refresh-token grants of the token
 //! endpoint (GET `offline_token=true`, POST `grant_type=refresh_token|password`).
 //!
-//! HTTP decisions (challenges, denials, forged JWTs) are in `auth_http.rs`; the admin API in
-//! `auth_admin.rs`.
+//! HTTP decisions (challenges, denials) are in `auth_http.rs`, forged JWTs in `auth_jwt.rs`;
+//! the admin API in `auth_admin.rs`.
 
 mod common;
 

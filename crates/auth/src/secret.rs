@@ -120,15 +120,7 @@ pub fn b64url_decode(s: impl AsRef<[u8]>) -> Option<Vec<u8>> {
 }
 
 /// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
+pub use stowage_oci::hex;
 
 #[cfg(test)]
 mod tests {

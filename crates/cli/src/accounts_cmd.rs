@@ -17,9 +17,9 @@ use stowage_identity::accounts::{AccountError, Accounts, NewToken, TokenInfo, Us
 use stowage_identity::admin::{
     AdminRoute, ImportUsers, Imported, NewTokenRequest, NewUser, UserChange,
 };
-use stowage_identity::time::{parse_duration, rfc3339};
 use stowage_metadata::AuthStore;
 use stowage_metadata::sqlite::SqliteStore;
+use stowage_oci::time::{parse_duration, rfc3339};
 use stowage_server::Config;
 
 use crate::remote::{Connect, Remote};

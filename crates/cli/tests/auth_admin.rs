@@ -11,6 +11,7 @@ mod common;
 
 use common::auth::*;
 use common::*;
+use stowage_testkit::tools::htpasswd_line;
 
 const BOB_PW: &str = "bob-password-1";
 
@@ -251,14 +252,6 @@ async fn admin_http_answers() {
 
     let open = Reg::start();
     open.get("/admin/v1/users").await.expect_status(403);
-}
-
-fn htpasswd_line(user: &str, password: &str) -> String {
-    let hash = bcrypt::hash_with_result(password, 5)
-        .expect("bcrypt")
-        .format_for_version(bcrypt::Version::TwoY);
-    assert!(hash.starts_with("$2y$05$"), "{hash}");
-    format!("{user}:{hash}\n")
 }
 
 /// htpasswd users (bcrypt `$2y$`) log in and, by default, push and pull everywhere; a user

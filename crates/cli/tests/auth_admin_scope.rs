@@ -16,12 +16,7 @@ use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const ALICE_PW: &str = "alice-password-1";
 const ADMIN_SCOPE: &str = "registry:admin:*";
-
-fn alice() -> Who {
-    Who::basic("alice", ALICE_PW)
-}
 
 /// Send an admin-API request as `who`, with `body` as JSON.
 async fn call(reg: &AuthReg, who: &Who, method: Method, path: &str, body: Option<Value>) -> Resp {

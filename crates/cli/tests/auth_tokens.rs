@@ -5,19 +5,13 @@
 //! password changes killing JWTs and refresh tokens, and the refresh-token grants of the token
 //! endpoint (GET `offline_token=true`, POST `grant_type=refresh_token|password`).
 //!
-//! HTTP decisions (challenges, denials, forged JWTs) are in `auth_http.rs`; the admin API in
-//! `auth_admin.rs`.
+//! HTTP decisions (challenges, denials) are in `auth_http.rs`, forged JWTs in `auth_jwt.rs`;
+//! the admin API in `auth_admin.rs`.
 
 mod common;
 
 use common::auth::*;
 use common::*;
-
-const ALICE_PW: &str = "alice-password-1";
-
-fn alice() -> Who {
-    Who::basic("alice", ALICE_PW)
-}
 
 /// The refresh token in a token-endpoint answer.
 fn refresh_token_of(r: &Resp) -> String {

@@ -14,43 +14,13 @@ use base64::Engine;
 use serde_json::Value;
 use stowage_testkit::client::{StowageCli, add_user, last_line, run_cmd};
 use stowage_testkit::distribution::Distribution;
-use stowage_testkit::image::{self, ImageSpec, LayoutInfo};
+use stowage_testkit::image::{self, ImageSpec, LayoutInfo, assert_same_image, layout_blob, oci};
 use stowage_testkit::server::Server;
 use stowage_testkit::skopeo::Skopeo;
 use stowage_testkit::tls::Trust;
-use stowage_testkit::tools::{Output, require_tool, run, try_run};
+use stowage_testkit::tools::{Output, htpasswd_line, require_tool, run, try_run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stowage");
-
-fn oci(dir: &Path, tag: &str) -> String {
-    format!("oci:{}:{tag}", dir.display())
-}
-
-fn blob(dir: &Path, digest: &str) -> Vec<u8> {
-    let p = image::layout_blob_path(dir, digest);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Every blob of the image `manifest_digest` is in `dst`, byte-identical to `src`'s.
-#[track_caller]
-fn assert_same_image(src: &Path, dst: &Path, manifest_digest: &str) {
-    let manifest = blob(src, manifest_digest);
-    assert_eq!(blob(dst, manifest_digest), manifest, "manifest differs");
-    let v: Value = serde_json::from_slice(&manifest).unwrap();
-    let digests = std::iter::once(&v["config"])
-        .chain(v["layers"].as_array().unwrap())
-        .map(|d| d["digest"].as_str().unwrap().to_string());
-    for d in digests {
-        assert_eq!(blob(dst, &d), blob(src, &d), "blob {d}");
-    }
-}
-
-fn push(c: &StowageCli, info: &LayoutInfo, reference: &str, extra: &[&str]) -> String {
-    let src = oci(&info.dir, &info.tag);
-    let mut args = vec!["push", src.as_str(), reference];
-    args.extend_from_slice(extra);
-    c.ok_line(&args)
-}
 
 fn sorted_lines(out: &Output) -> Vec<String> {
     let mut v: Vec<String> = out.stdout.lines().map(str::to_string).collect();
@@ -71,16 +41,9 @@ fn b64(s: &str) -> String {
 
 const ALICE: (&str, &str) = ("alice", "alice-password-1");
 
-fn htpasswd_line((user, password): (&str, &str)) -> String {
-    let hash = bcrypt::hash_with_result(password, 4)
-        .expect("bcrypt")
-        .format_for_version(bcrypt::Version::TwoY);
-    format!("{user}:{hash}\n")
-}
-
 #[test]
 fn distribution_with_basic_auth_round_trips() {
-    let reg = Distribution::spawn_with_htpasswd(&htpasswd_line(ALICE));
+    let reg = Distribution::spawn_with_htpasswd(&htpasswd_line(ALICE.0, ALICE.1));
     let addr = reg.addr.as_str();
     let c = StowageCli::new(BIN);
     let tmp = tempfile::tempdir().unwrap();
@@ -139,14 +102,14 @@ fn distribution_with_basic_auth_round_trips() {
 
     // push / tags / pull with the stored login.
     let reference = format!("{addr}/team/app:v1");
-    assert_eq!(push(&c, &info, &reference, &[]), info.manifest_digest);
+    assert_eq!(c.push_layout(&info, &reference, &[]), info.manifest_digest);
     assert_eq!(c.ok_line(&["digest", &reference]), info.manifest_digest);
     assert_eq!(
         sorted_lines(&c.ok(&["tags", &format!("{addr}/team/app")])),
         ["v1"]
     );
     let raw = c.cmd(&["inspect", "--raw", &reference]).output().unwrap();
-    assert_eq!(raw.stdout, blob(&info.dir, &info.manifest_digest));
+    assert_eq!(raw.stdout, layout_blob(&info.dir, &info.manifest_digest));
     let pulled = tmp.path().join("pulled");
     assert_eq!(
         c.ok_line(&["pull", &reference, &oci(&pulled, "v1")]),
@@ -166,7 +129,7 @@ fn distribution_with_basic_auth_round_trips() {
         image::write_multi_arch_layout(&tmp.path().join("multi"), "m1", "interop-basic-multi");
     let index_digest = multi.index_digest.clone().unwrap();
     let multi_ref = format!("{addr}/team/multi:m1");
-    assert_eq!(push(&c, &multi, &multi_ref, &[]), index_digest);
+    assert_eq!(c.push_layout(&multi, &multi_ref, &[]), index_digest);
     let multi_copy = format!("{addr}/other/multi:m1");
     assert_eq!(c.ok_line(&["copy", &multi_ref, &multi_copy]), index_digest);
     let arm = tmp.path().join("arm");
@@ -209,15 +172,12 @@ fn skopeo_and_umoci_read_a_layout_pulled_by_stowage() {
     let c = StowageCli::new(BIN);
     let sk = Skopeo::new();
     let tmp = tempfile::tempdir().unwrap();
-    let info = image::write_oci_layout(
-        &tmp.path().join("src"),
-        "v1",
-        &ImageSpec::new("interop-layout")
-            .with_layers(3)
-            .with_payload(200_000),
-    );
+    let spec = ImageSpec::new("interop-layout")
+        .with_layers(3)
+        .with_payload(200_000);
+    let info = image::write_oci_layout(&tmp.path().join("src"), "v1", &spec);
     let reference = format!("{addr}/team/app:v1");
-    push(&c, &info, &reference, &[]);
+    c.push_layout(&info, &reference, &[]);
 
     let pulled = tmp.path().join("pulled");
     assert_eq!(
@@ -246,37 +206,19 @@ fn skopeo_and_umoci_read_a_layout_pulled_by_stowage() {
         .args(["unpack", "--image"])
         .arg(format!("{}:v1", pulled.display()))
         .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let motd = std::fs::read_to_string(rootfs.join("etc/motd")).unwrap();
-    assert!(motd.contains("interop-layout linux/amd64"), "{motd}");
-    assert_eq!(
-        std::fs::read_link(rootfs.join("etc/greeting")).unwrap(),
-        Path::new("motd")
-    );
-    let mode = std::fs::metadata(rootfs.join("usr/bin/hello"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o755);
-    assert_eq!(
-        std::fs::metadata(rootfs.join("data/payload.bin"))
-            .unwrap()
-            .len(),
-        200_000
-    );
-    assert!(rootfs.join("data/layer-2.txt").exists());
+    image::assert_rootfs(&bundle.join("rootfs"), &spec);
 
     // A multi-platform pull keeps the index, which skopeo serves byte-exact.
     let multi =
         image::write_multi_arch_layout(&tmp.path().join("multi"), "m1", "interop-layout-multi");
     let multi_ref = format!("{addr}/team/multi:m1");
-    push(&c, &multi, &multi_ref, &[]);
+    c.push_layout(&multi, &multi_ref, &[]);
     let all = tmp.path().join("all");
     c.ok(&["pull", "--all-platforms", &multi_ref, &oci(&all, "m1")]);
     let raw = run(sk.cmd().args(["inspect", "--raw", &oci(&all, "m1")]));
     assert_eq!(
         raw.stdout.as_bytes(),
-        blob(&multi.dir, multi.index_digest.as_deref().unwrap())
+        layout_blob(&multi.dir, multi.index_digest.as_deref().unwrap())
     );
     sk.copy(
         &oci(&all, "m1"),
@@ -301,7 +243,7 @@ fn stowage_pushes_layouts_written_by_skopeo() {
         "v1",
         &ImageSpec::new("interop-skopeo-layout").with_layers(2),
     );
-    push(&c, &info, &format!("{addr}/team/app:v1"), &[]);
+    c.push_layout(&info, &format!("{addr}/team/app:v1"), &[]);
 
     let written = tmp.path().join("by-skopeo");
     sk.copy(
@@ -324,7 +266,7 @@ fn stowage_pushes_layouts_written_by_skopeo() {
     let multi =
         image::write_multi_arch_layout(&tmp.path().join("multi"), "m1", "interop-skopeo-multi");
     let index_digest = multi.index_digest.clone().unwrap();
-    push(&c, &multi, &format!("{addr}/team/multi:m1"), &[]);
+    c.push_layout(&multi, &format!("{addr}/team/multi:m1"), &[]);
     let written_multi = tmp.path().join("by-skopeo-multi");
     sk.copy(
         &format!("docker://{addr}/team/multi:m1"),
@@ -363,8 +305,7 @@ fn secure_server() -> Secure {
         &ImageSpec::new("interop-creds"),
     );
     let c = StowageCli::new(BIN);
-    push(
-        &c,
+    c.push_layout(
         &info,
         &format!("{}/team/app:v1", server.addr),
         &[

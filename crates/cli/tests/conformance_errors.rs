@@ -16,6 +16,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
+use stowage_testkit::wire;
 
 /// One scenario per reachable code (UNAUTHORIZED, DENIED and TOOMANYREQUESTS need auth or rate
 /// limits and are covered elsewhere).
@@ -141,7 +142,7 @@ async fn traversal_names_are_name_invalid() {
         "/v2//err/victim/tags/list",
         "/v2/err/%2e%2e/err/victim/tags/list",
     ] {
-        let r = raw::send(&reg.server.addr, &format!("GET {path} HTTP/1.1"), b"").await;
+        let r = wire::send(&reg.server.addr, &format!("GET {path} HTTP/1.1"), b"").await;
         assert_eq!(r.status, 400, "{path}: expected 400 NAME_INVALID:\n{r}");
         assert_eq!(r.error_code(), "NAME_INVALID", "{path}:\n{r}");
         assert_eq!(
@@ -272,7 +273,7 @@ async fn malformed_headers() {
     let reg = Reg::start();
     let img = reg.push_image("err/hdr", "v1").await;
     let addr = reg.server.addr.clone();
-    let ct = raw::send(
+    let ct = wire::send(
         &addr,
         "PUT /v2/err/hdr/manifests/x HTTP/1.1\r\nContent-Type: \u{7f}\u{1}garbage",
         &img.manifest,
@@ -282,12 +283,12 @@ async fn malformed_headers() {
         (400..500).contains(&ct.status),
         "garbage Content-Type:\n{ct}"
     );
-    let cl = raw::send(&addr, "GET /v2/ HTTP/1.1\r\nContent-Length: abc", b"").await;
+    let cl = wire::send(&addr, "GET /v2/ HTTP/1.1\r\nContent-Length: abc", b"").await;
     assert!(
         (400..500).contains(&cl.status),
         "non-numeric Content-Length:\n{cl}"
     );
-    let range = raw::send(
+    let range = wire::send(
         &addr,
         &format!(
             "GET /v2/err/hdr/blobs/{} HTTP/1.1\r\nRange: bytes=\u{ff}",

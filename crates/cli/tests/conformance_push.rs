@@ -10,6 +10,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
+use stowage_testkit::wire;
 
 /// Spec (POST then PUT): "Upon success, the response MUST have a code of `202 Accepted`, and
 /// MUST include `Location: <location>`" then "Upon successful completion of the request, the
@@ -189,7 +190,7 @@ async fn content_range_whose_length_overflows_is_416() {
     }
     // Without Content-Length (and no body), over raw TCP so nothing adds a length.
     let path = strip_origin(&loc).to_string();
-    let r = common::raw::send(
+    let r = wire::send(
         &reg.server.addr,
         &format!("PATCH {path} HTTP/1.1\r\nContent-Range: 0-18446744073709551615"),
         b"",
@@ -249,11 +250,11 @@ async fn streamed_patch_with_chunked_transfer_encoding() {
     let digest = sha256_digest(&data);
     let loc = reg.start_upload("push/te").await;
     let path = strip_origin(&loc).to_string();
-    let body = raw::chunked_body(&[&data[..1234], &data[1234..4000], &data[4000..]]);
+    let body = wire::chunked_body(&[&data[..1234], &data[1234..4000], &data[4000..]]);
     let head = format!(
         "PATCH {path} HTTP/1.1\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked"
     );
-    let r = raw::send(&reg.server.addr, &head, &body).await;
+    let r = wire::send(&reg.server.addr, &head, &body).await;
     assert_eq!(r.status, 202, "chunked-encoding PATCH:\n{r}");
     assert_eq!(
         r.header("range"),

@@ -67,7 +67,7 @@ async fn over_http1(addr: &str, case: &Case, len: usize, bound: usize) {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let check = |resp: std::io::Result<stowage_testkit::wire::H1Response>, i: usize| {
+    let check = |resp: std::io::Result<stowage_testkit::wire::Response>, i: usize| {
         let resp = resp.unwrap_or_else(|e| {
             panic!(
                 "{} ({len} bytes, #{i}): no answer over HTTP/1.1: {e}",

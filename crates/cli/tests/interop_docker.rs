@@ -35,11 +35,9 @@ use stowage_testkit::docker::{CertsD, Docker, write_rootfs_tarball};
 use stowage_testkit::image::sha256_digest;
 use stowage_testkit::server::Server;
 use stowage_testkit::target::Registry;
-use stowage_testkit::tools::{Output, add_store_user};
+use stowage_testkit::tools::{ADMIN, DEV, Output, add_admin_and_dev, create_store_token};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stowage");
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
-const DEV: (&str, &str) = ("dev", "dev-password-1");
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
@@ -176,12 +174,6 @@ fn assert_refused(out: &Output, words: &[&str], docker: &Docker) {
     );
 }
 
-/// Run the `stowage` CLI on the store in `data`, with `stdin` as its standard input; panics
-/// unless it succeeds.
-fn stowage_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    stowage_testkit::tools::stowage_on_store(Path::new(BIN), data, args, stdin)
-}
-
 /// A stowage server with `--auth` (plus `extra` flags) and its accounts, made on the store
 /// before the server starts: `admin`; `dev`, who may pull and push `team/**`; and two tokens
 /// of dev's, one scoped `repository:team/**:pull`, one `repository:team/**:pull,push`.
@@ -199,23 +191,8 @@ impl AuthEnv {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().join("data");
         let bin = Path::new(BIN);
-        add_store_user(bin, &data, ADMIN, &["--admin"]);
-        add_store_user(
-            bin,
-            &data,
-            DEV,
-            &["--grant", "team/**:pull", "--grant", "team/**:push"],
-        );
-        let token = |scope: &str| {
-            let out = stowage_cli(
-                &data,
-                &["token", "create", "--user", DEV.0, "--scope", scope],
-                None,
-            );
-            let secret = out.stdout.lines().last().unwrap_or("").trim().to_string();
-            assert!(!secret.is_empty(), "{}", out.describe("no token printed"));
-            secret
-        };
+        add_admin_and_dev(bin, &data);
+        let token = |scope: &str| create_store_token(bin, &data, DEV.0, scope);
         let pull_token = token("repository:team/**:pull");
         let push_token = token("repository:team/**:pull,push");
         let mut args = vec!["--auth"];

@@ -9,11 +9,11 @@
 //! predates it). A missing python3 or `oras` package fails the test: CI installs them.
 
 use serde_json::Value;
-use stowage_testkit::http;
 use stowage_testkit::image::{OCI_INDEX, OCI_MANIFEST, sha256_digest};
 use stowage_testkit::skopeo::Skopeo;
 use stowage_testkit::target::{Kind, Registry};
 use stowage_testkit::tools::{require_tool, run, try_run};
+use stowage_testkit::wire;
 
 const ARTIFACT_TYPE: &str = "application/vnd.stowage.test.sbom.v1+json";
 
@@ -170,7 +170,7 @@ fn oras_pushes_and_pulls_artifacts() {
     );
 
     // The OCI 1.1 artifact is stored byte-exact with its artifactType and subject.
-    let resp = http::get(
+    let resp = wire::get_blocking(
         &reg.addr,
         "/v2/interop/artifact/manifests/sbom",
         &[("Accept", OCI_MANIFEST)],
@@ -204,7 +204,7 @@ fn check_referrers(reg: &Registry, subject: &str, artifact: &str, result: &Value
         "manifest PUT with a subject must answer OCI-Subject"
     );
     let path = format!("/v2/interop/artifact/referrers/{subject}");
-    let resp = http::get(&reg.addr, &path, &[]).unwrap();
+    let resp = wire::get_blocking(&reg.addr, &path, &[]).unwrap();
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(resp.header("Content-Type"), Some(OCI_INDEX));
     let index = resp.json();
@@ -220,11 +220,12 @@ fn check_referrers(reg: &Registry, subject: &str, artifact: &str, result: &Value
 
     // '+' must be percent-encoded in a query, or it reads as a space.
     let query = ARTIFACT_TYPE.replace('+', "%2B");
-    let filtered = http::get(&reg.addr, &format!("{path}?artifactType={query}"), &[]).unwrap();
+    let filtered =
+        wire::get_blocking(&reg.addr, &format!("{path}?artifactType={query}"), &[]).unwrap();
     assert_eq!(filtered.status, 200);
     assert_eq!(filtered.header("OCI-Filters-Applied"), Some("artifactType"));
     assert_eq!(filtered.json()["manifests"].as_array().unwrap().len(), 1);
-    let other = http::get(
+    let other = wire::get_blocking(
         &reg.addr,
         &format!("{path}?artifactType=application/x-none"),
         &[],

@@ -10,20 +10,12 @@
 use std::path::Path;
 
 use serde_json::Value;
-use stowage_testkit::image::{self, ImageSpec, sha256_digest};
+use stowage_testkit::image::{self, ImageSpec, layout_blob, oci, sha256_digest};
 use stowage_testkit::skopeo::Skopeo;
 use stowage_testkit::target::Registry;
 
 fn registry() -> Registry {
     Registry::start(env!("CARGO_BIN_EXE_stowage"))
-}
-
-fn oci(dir: &Path, tag: &str) -> String {
-    format!("oci:{}:{tag}", dir.display())
-}
-
-fn blob(dir: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(image::layout_blob_path(dir, digest)).expect("blob in layout")
 }
 
 fn layer_digests(manifest: &Value) -> Vec<String> {
@@ -42,7 +34,7 @@ fn skopeo_round_trips_an_image_with_digests_preserved() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let info = image::write_oci_layout(&src, "v1", &ImageSpec::new("skopeo-single").with_layers(2));
-    let manifest_bytes = blob(&src, &info.manifest_digest);
+    let manifest_bytes = layout_blob(&src, &info.manifest_digest);
     let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
 
     // skopeo itself accepts the testkit's layout.
@@ -69,7 +61,8 @@ fn skopeo_round_trips_an_image_with_digests_preserved() {
         .collect();
     assert_eq!(layers, layer_digests(&manifest));
     let config = sk.inspect_config(&remote);
-    let want_config: Value = serde_json::from_slice(&blob(&src, &info.config_digests[0])).unwrap();
+    let want_config: Value =
+        serde_json::from_slice(&layout_blob(&src, &info.config_digests[0])).unwrap();
     assert_eq!(config, want_config);
 
     // Pull by digest, out to a fresh layout: the same manifest and blobs come back.
@@ -85,8 +78,8 @@ fn skopeo_round_trips_an_image_with_digests_preserved() {
         .chain([&info.config_digests[0]])
     {
         assert_eq!(
-            blob(&out, d),
-            blob(&src, d),
+            layout_blob(&out, d),
+            layout_blob(&src, d),
             "blob {d} differs after the round trip"
         );
     }
@@ -124,7 +117,8 @@ fn skopeo_copies_a_multi_arch_index_with_all() {
     // Platform resolution through the index picks the right child manifest. (`Digest` is the
     // top-level manifest's, so the index's; `Layers` are the chosen image's.)
     for (i, arch) in ["amd64", "arm64"].into_iter().enumerate() {
-        let child: Value = serde_json::from_slice(&blob(&src, &info.manifest_digests[i])).unwrap();
+        let child: Value =
+            serde_json::from_slice(&layout_blob(&src, &info.manifest_digests[i])).unwrap();
         let out = stowage_testkit::tools::run(sk.cmd().args([
             "--override-os",
             "linux",
@@ -152,7 +146,7 @@ fn skopeo_copies_a_multi_arch_index_with_all() {
     );
     assert_eq!(image::layout_ref_digest(&out, "back"), Some(index_digest));
     for d in &info.manifest_digests {
-        assert_eq!(blob(&out, d), blob(&src, d));
+        assert_eq!(layout_blob(&out, d), layout_blob(&src, d));
     }
 }
 
@@ -188,14 +182,15 @@ fn skopeo_pushes_docker_schema2_and_reads_it_back() {
     let out = tmp.path().join("out");
     sk.copy(&remote, &oci(&out, "v1"), &[]);
     let out_digest = image::layout_ref_digest(&out, "v1").expect("tag in layout");
-    let out_manifest: Value = serde_json::from_slice(&blob(&out, &out_digest)).unwrap();
-    let src_manifest: Value = serde_json::from_slice(&blob(&src, &info.manifest_digest)).unwrap();
+    let out_manifest: Value = serde_json::from_slice(&layout_blob(&out, &out_digest)).unwrap();
+    let src_manifest: Value =
+        serde_json::from_slice(&layout_blob(&src, &info.manifest_digest)).unwrap();
     assert_eq!(layer_digests(&out_manifest), layer_digests(&src_manifest));
     for d in layer_digests(&src_manifest) {
-        assert_eq!(blob(&out, &d), blob(&src, &d));
+        assert_eq!(layout_blob(&out, &d), layout_blob(&src, &d));
     }
     let config_of = |dir: &Path, m: &Value| -> Value {
-        serde_json::from_slice(&blob(dir, m["config"]["digest"].as_str().unwrap())).unwrap()
+        serde_json::from_slice(&layout_blob(dir, m["config"]["digest"].as_str().unwrap())).unwrap()
     };
     let (a, b) = (
         config_of(&out, &out_manifest),
@@ -286,10 +281,10 @@ fn skopeo_pushes_a_large_layer_and_a_zstd_image() {
     assert_eq!(sha256_digest(&sk.inspect_raw(&remote)), big.manifest_digest);
     let out = tmp.path().join("out");
     sk.copy(&remote, &oci(&out, "big"), &["--preserve-digests"]);
-    let manifest: Value = serde_json::from_slice(&blob(&src, &big.manifest_digest)).unwrap();
+    let manifest: Value = serde_json::from_slice(&layout_blob(&src, &big.manifest_digest)).unwrap();
     for d in layer_digests(&manifest) {
         assert!(
-            blob(&out, &d) == blob(&src, &d),
+            layout_blob(&out, &d) == layout_blob(&src, &d),
             "large layer {d} differs after the round trip"
         );
     }
@@ -317,6 +312,6 @@ fn skopeo_pushes_a_large_layer_and_a_zstd_image() {
         Some(sha256_digest(&raw))
     );
     for d in layer_digests(&m) {
-        assert_eq!(sha256_digest(&blob(&zout, &d)), d);
+        assert_eq!(sha256_digest(&layout_blob(&zout, &d)), d);
     }
 }

@@ -4,8 +4,6 @@
 //! umoci (an independent OCI implementation) validate and unpack it into a root filesystem whose
 //! files, modes and symlink are then checked. A missing umoci or skopeo fails the test.
 
-use std::os::unix::fs::PermissionsExt;
-
 use stowage_testkit::image::{self, ImageSpec};
 use stowage_testkit::skopeo::Skopeo;
 use stowage_testkit::target::Registry;
@@ -18,11 +16,8 @@ fn umoci_unpacks_an_image_pulled_from_the_registry() {
     let sk = Skopeo::new();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let info = image::write_oci_layout(
-        &src,
-        "v1",
-        &ImageSpec::new("umoci").with_layers(3).with_payload(300_000),
-    );
+    let spec = ImageSpec::new("umoci").with_layers(3).with_payload(300_000);
+    let info = image::write_oci_layout(&src, "v1", &spec);
 
     let remote = reg.docker_ref("interop/umoci", "v1");
     sk.copy(&format!("oci:{}:v1", src.display()), &remote, &[]);
@@ -42,30 +37,5 @@ fn umoci_unpacks_an_image_pulled_from_the_registry() {
         .args(["unpack", "--image"])
         .arg(format!("{}:v1", out.display()))
         .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let motd = std::fs::read_to_string(rootfs.join("etc/motd")).unwrap();
-    assert!(motd.contains("umoci linux/amd64"), "{motd}");
-    assert_eq!(
-        std::fs::read_link(rootfs.join("etc/greeting"))
-            .unwrap()
-            .to_str(),
-        Some("motd")
-    );
-    let mode = std::fs::metadata(rootfs.join("usr/bin/hello"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o755);
-    assert_eq!(
-        std::fs::metadata(rootfs.join("data/payload.bin"))
-            .unwrap()
-            .len(),
-        300_000
-    );
-    for i in 1..3 {
-        assert!(
-            rootfs.join(format!("data/layer-{i}.txt")).is_file(),
-            "layer {i} missing"
-        );
-    }
+    image::assert_rootfs(&bundle.join("rootfs"), &spec);
 }

@@ -18,8 +18,8 @@ use stowage_auth::secret;
 use stowage_metadata::{AuthStore, RefreshRecord, SigningKeyRecord};
 
 use crate::snapshot::{Cred, Snapshot};
-use crate::time::rfc3339;
 use crate::{Identity, IdentityError, Settings, now};
+use stowage_oci::time::rfc3339;
 
 /// Clock skew tolerated between instances when checking a JWT's validity window.
 pub(crate) const LEEWAY: i64 = 5;

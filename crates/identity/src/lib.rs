@@ -13,7 +13,6 @@
 //! - `accounts`: user and token management, on a store or behind the admin API.
 //! - `admin`: the admin API's requests and answers (shared with `stowage user/token --server`)
 //!   and who may do which operation.
-//! - `time`: the clock, RFC 3339 dates and the duration syntax.
 //!
 //! Nothing here writes a secret to a log.
 
@@ -25,7 +24,6 @@ mod issuer;
 pub mod limiter;
 mod login;
 pub mod snapshot;
-pub mod time;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +36,7 @@ pub use decide::{ChallengeError, Credentials, Decision, Denial, Need, Principal,
 pub use issuer::Issued;
 pub use login::LoginError;
 pub use snapshot::{Cred, Snapshot};
-pub use time::now;
+pub use stowage_oci::time::now;
 
 use directory::Directory;
 use issuer::{Issuer, KeyPolicy};

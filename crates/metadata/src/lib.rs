@@ -7,8 +7,10 @@
 //! BINARY collation), so paging is identical across backends. `suite` holds the shared tests.
 
 pub mod auth;
+#[cfg(any(test, feature = "testing"))]
 pub mod auth_suite;
 pub mod sqlite;
+#[cfg(any(test, feature = "testing"))]
 pub mod suite;
 
 use async_trait::async_trait;

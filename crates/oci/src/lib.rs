@@ -9,6 +9,7 @@
 //! - `manifest`: parsing and validating manifests and indexes over their raw bytes.
 //! - `range`: HTTP `Range` (blob reads) and `Content-Range` (chunked uploads) grammars.
 //! - `error`: the OCI error codes, their HTTP statuses and the JSON error body.
+//! - `time`: unix seconds from the clock, RFC 3339 dates and civil-date arithmetic.
 //!
 //! Everything here is pure and deterministic, so it is unit-tested exhaustively beside the code.
 
@@ -19,9 +20,10 @@ pub mod media;
 pub mod name;
 pub mod range;
 pub mod reference;
+pub mod time;
 pub mod upload_id;
 
-pub use digest::{Algorithm, Digest, Hasher};
+pub use digest::{Algorithm, Digest, Hasher, hex};
 pub use error::ErrorCode;
 pub use name::RepoName;
 pub use reference::{Reference, Tag};

@@ -106,8 +106,4 @@ impl Registry {
 }
 
 /// Current time in unix seconds.
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub(crate) use stowage_oci::time::now;

@@ -8,7 +8,7 @@
 //! refused once older than the purge age.
 
 use aws_lc_rs::hmac;
-use stowage_oci::Algorithm;
+use stowage_oci::{Algorithm, hex};
 
 pub use stowage_oci::UploadId;
 
@@ -21,10 +21,6 @@ pub struct SessionClaims {
     pub algorithm: Algorithm,
     /// Unix seconds.
     pub created: i64,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn alg_tag(a: Algorithm) -> char {

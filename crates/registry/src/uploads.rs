@@ -95,8 +95,8 @@ fn random128() -> Result<[u8; 16]> {
 }
 
 fn new_upload_id() -> Result<UploadId> {
-    let hex: String = random128()?.iter().map(|x| format!("{x:02x}")).collect();
-    UploadId::parse(&hex).ok_or_else(|| Error::internal("a fresh upload id is malformed"))
+    UploadId::parse(&stowage_oci::hex(&random128()?))
+        .ok_or_else(|| Error::internal("a fresh upload id is malformed"))
 }
 
 impl Registry {

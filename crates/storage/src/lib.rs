@@ -9,6 +9,7 @@
 pub mod fs;
 mod fs_export;
 mod fs_io;
+#[cfg(any(test, feature = "testing"))]
 pub mod suite;
 
 use std::io;

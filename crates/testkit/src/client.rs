@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::image::LayoutInfo;
 use crate::tools::Output;
 
 /// How long one client command may run before it is killed and the test fails.
@@ -90,6 +91,51 @@ impl StowageCli {
     pub fn ok_line(&self, args: &[&str]) -> String {
         last_line(&self.ok(args))
     }
+
+    /// `stowage push oci:DIR:TAG REFERENCE EXTRA...` of the layout `info`; panics unless it
+    /// succeeds; returns the printed digest.
+    #[track_caller]
+    pub fn push_layout(&self, info: &LayoutInfo, reference: &str, extra: &[&str]) -> String {
+        let src = crate::image::oci(&info.dir, &info.tag);
+        let mut args = vec!["push", src.as_str(), reference];
+        args.extend_from_slice(extra);
+        self.ok_line(&args)
+    }
+}
+
+/// A command that failed the way `stowage` fails on purpose (exit status 1, a clean `error:`
+/// line, no panic).
+#[track_caller]
+pub fn assert_failed_cleanly(out: &Output) {
+    assert_failed_with(out, 1);
+}
+
+/// Invalid usage (docs/CLI.md): exit status 2, with a clean `error:` line.
+#[track_caller]
+pub fn assert_usage_error(out: &Output) {
+    assert_failed_with(out, 2);
+}
+
+/// A command that exited with `code`, said why on an `error:` line and did not panic.
+#[track_caller]
+pub fn assert_failed_with(out: &Output, code: i32) {
+    assert!(!out.success(), "{}", out.describe("unexpectedly succeeded"));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        out.describe("exit code")
+    );
+    assert!(
+        !out.stderr.contains("panicked"),
+        "{}",
+        out.describe("panicked")
+    );
+    assert!(
+        out.stderr.starts_with("error: ") || out.stderr.contains("\nerror: "),
+        "{}",
+        out.describe("no `error:` line")
+    );
 }
 
 /// The last non-empty stdout line, trimmed.

@@ -100,7 +100,9 @@ fn wait_ready(child: &mut Child, addr: &str) -> bool {
             return false;
         }
         // 401: up, and asking for the credentials it was configured with.
-        if crate::http::get(addr, "/v2/", &[]).is_ok_and(|r| r.status == 200 || r.status == 401) {
+        if crate::wire::get_blocking(addr, "/v2/", &[])
+            .is_ok_and(|r| r.status == 200 || r.status == 401)
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -274,6 +274,90 @@ pub fn layout_blob_path(dir: &Path, digest: &str) -> PathBuf {
     dir.join("blobs").join(alg).join(hex)
 }
 
+/// The skopeo/`stowage` reference of `tag` in the OCI layout at `dir`: `oci:DIR:TAG`.
+pub fn oci(dir: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", dir.display())
+}
+
+/// The bytes of a blob inside the OCI layout at `dir`; panics naming the path if it is missing.
+pub fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
+    let p = layout_blob_path(dir, digest);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Digests of the config and layers an image manifest references.
+pub fn manifest_blob_digests(manifest: &[u8]) -> Vec<String> {
+    let v: Value = serde_json::from_slice(manifest).expect("manifest is JSON");
+    std::iter::once(&v["config"])
+        .chain(v["layers"].as_array().expect("manifest layers"))
+        .map(|d| d["digest"].as_str().expect("descriptor digest").to_string())
+        .collect()
+}
+
+/// Every blob of the image `manifest_digest` is in the layout `dst`, byte-identical to the
+/// layout `src`'s and matching its sha256 name.
+#[track_caller]
+pub fn assert_same_image(src: &Path, dst: &Path, manifest_digest: &str) {
+    let manifest = layout_blob(src, manifest_digest);
+    assert_eq!(
+        layout_blob(dst, manifest_digest),
+        manifest,
+        "manifest differs"
+    );
+    for d in manifest_blob_digests(&manifest) {
+        let got = layout_blob(dst, &d);
+        assert_eq!(sha256_digest(&got), d, "blob {d} in {}", dst.display());
+        assert_eq!(got, layout_blob(src, &d), "blob {d}");
+    }
+}
+
+/// The root filesystem at `rootfs` (unpacked by umoci, `stowage unpack`...) holds what
+/// `spec`'s layers put there: the text file naming the image, the symlink to it, the executable
+/// with its mode, the payload at its size, and one file per later layer.
+#[track_caller]
+pub fn assert_rootfs(rootfs: &Path, spec: &ImageSpec) {
+    use std::os::unix::fs::PermissionsExt;
+    let who = format!("{} {}/{}", spec.seed, spec.os, spec.architecture);
+    let motd = std::fs::read_to_string(rootfs.join("etc/motd")).expect("etc/motd");
+    assert!(motd.contains(&who), "{motd}");
+    assert_eq!(
+        std::fs::read_link(rootfs.join("etc/greeting")).expect("etc/greeting"),
+        Path::new("motd")
+    );
+    let mode = std::fs::metadata(rootfs.join("usr/bin/hello"))
+        .expect("usr/bin/hello")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    if spec.payload_size > 0 {
+        assert_eq!(
+            std::fs::metadata(rootfs.join("data/payload.bin"))
+                .expect("data/payload.bin")
+                .len(),
+            spec.payload_size as u64
+        );
+    }
+    for i in 1..spec.layers {
+        assert!(
+            rootfs.join(format!("data/layer-{i}.txt")).is_file(),
+            "layer {i} missing"
+        );
+    }
+}
+
+/// Files in the layout's `blobs/sha256` directory (names only, hidden partial files included),
+/// sorted.
+pub fn layout_blob_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 fn read_layout_index(dir: &Path) -> Option<Value> {
     let bytes = std::fs::read(dir.join("index.json")).ok()?;
     serde_json::from_slice(&bytes).ok()

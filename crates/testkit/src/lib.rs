@@ -3,17 +3,16 @@
 //! Owns: starting a real `stowage` server process on a free loopback port (`server`), the
 //! reference registry for comparison (`distribution`) and the choice between them (`target`);
 //! building small but real container images and OCI layouts (`image`); and driving real
-//! clients (`skopeo`, `podman`, `containerd`, a private `docker` engine, via `tools` and the
-//! tiny `http` client), with `tls` making them trust an HTTPS registry's CA; running stowage's
-//! own client commands with isolated credentials (`client`); and wire-level HTTP/1.1 and HTTP/2
-//! clients plus a connection-counting proxy for connection tests (`wire`). It must never be a
+//! clients (`skopeo`, `podman`, `containerd`, a private `docker` engine, via `tools`), with
+//! `tls` making them trust an HTTPS registry's CA; running stowage's own client commands with
+//! isolated credentials (`client`); and the one raw HTTP client: byte-exact one-shot requests,
+//! wire-level HTTP/1.1 and HTTP/2 connections and a connection-counting proxy (`wire`). It must never be a
 //! dependency of production code.
 
 pub mod client;
 pub mod containerd;
 pub mod distribution;
 pub mod docker;
-pub mod http;
 pub mod image;
 pub mod podman;
 pub mod server;

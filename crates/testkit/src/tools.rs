@@ -167,6 +167,15 @@ pub fn stowage_on_store(
     run_with_input(&mut cmd, stdin, DEFAULT_TIMEOUT).ok()
 }
 
+/// An htpasswd line (`user:$2y$05$...`, bcrypt as Apache's `htpasswd -B` writes it).
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let hash = bcrypt::hash_with_result(password, 5)
+        .expect("bcrypt")
+        .format_for_version(bcrypt::Version::TwoY);
+    assert!(hash.starts_with("$2y$05$"), "{hash}");
+    format!("{user}:{hash}\n")
+}
+
 /// `stowage user add NAME EXTRA... --password-stdin` on the store in `data`, for a `(name,
 /// password)` pair; panics unless it succeeds.
 pub fn add_store_user(
@@ -179,4 +188,58 @@ pub fn add_store_user(
     args.extend_from_slice(extra);
     args.push("--password-stdin");
     stowage_on_store(bin, data, &args, Some(&format!("{password}\n")))
+}
+
+/// The administrator the auth interop tests make on a store, as (name, password).
+pub const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+/// The ordinary user the auth interop tests make on a store: may pull and push `team/**`.
+pub const DEV: (&str, &str) = ("dev", "dev-password-1");
+
+/// Make [`ADMIN`] (an administrator) and [`DEV`] (granted `team/**:pull` and `team/**:push`)
+/// on the store in `data`, before a server starts on it.
+pub fn add_admin_and_dev(bin: &std::path::Path, data: &std::path::Path) {
+    add_store_user(bin, data, ADMIN, &["--admin"]);
+    add_store_user(
+        bin,
+        data,
+        DEV,
+        &["--grant", "team/**:pull", "--grant", "team/**:push"],
+    );
+}
+
+/// `stowage token create --user USER --scope SCOPE` on the store in `data`; returns the secret
+/// (the last line printed), panicking if there is none.
+pub fn create_store_token(
+    bin: &std::path::Path,
+    data: &std::path::Path,
+    user: &str,
+    scope: &str,
+) -> String {
+    let out = stowage_on_store(
+        bin,
+        data,
+        &["token", "create", "--user", user, "--scope", scope],
+        None,
+    );
+    let secret = out.stdout.lines().last().unwrap_or("").trim().to_string();
+    assert!(!secret.is_empty(), "{}", out.describe("no token printed"));
+    secret
+}
+
+/// A client's final error, lowercased: from its last `level=fatal` (skopeo), `Error:` (podman)
+/// or `ctr:` line to the end (debug logs before it are not the verdict).
+pub fn final_error(out: &Output) -> String {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| {
+            l.contains("level=fatal") || l.starts_with("Error:") || l.starts_with("ctr:")
+        })
+        .unwrap_or(0);
+    lines[start..].join("\n").to_lowercase()
+}
+
+/// Whether a (lowercased) client error is about the server's certificate.
+pub fn is_certificate_error(e: &str) -> bool {
+    e.contains("x509") || e.contains("certificate")
 }

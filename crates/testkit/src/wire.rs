@@ -1,7 +1,17 @@
-//! Wire-level clients for connection tests: an HTTP/1.1 keep-alive connection over a raw
-//! socket (it writes a body while reading the answer, as Go clients do), a minimal HTTP/2 frame
-//! reader and writer, and a TCP proxy that counts the connections passing through it (to tell
-//! whether a client reused its connection). Loopback only; never for production code.
+//! The one raw HTTP client of the tests, for requests that must reach the server byte for
+//! byte (reqwest, through the `url` crate, normalises paths such as `/v2/a/../b` and refuses
+//! malformed header values) and for watching connections:
+//!
+//! - [`send`] and [`send_bytes`]: one request on its own connection (`Connection: close`),
+//!   panicking with the whole exchange when anything fails; [`request`] is the fallible form and
+//!   [`get_blocking`] the one for code without a runtime.
+//! - [`H1`]: an HTTP/1.1 keep-alive connection over a raw socket (it writes a body while reading
+//!   the answer, as Go clients do).
+//! - [`h2`]: a minimal HTTP/2 frame reader and writer.
+//! - [`CountingProxy`]: a TCP proxy that counts the connections passing through it (to tell
+//!   whether a client reused its connection).
+//!
+//! Loopback only; never for production code.
 
 use std::io;
 use std::sync::Arc;
@@ -11,15 +21,20 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// How long a one-shot request ([`send`], [`request`]) may take.
+const ONE_SHOT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// An HTTP/1.1 response read off the wire.
 #[derive(Debug, Clone)]
-pub struct H1Response {
+pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The start of the request that produced it (one-shot requests only), for messages.
+    pub request: String,
 }
 
-impl H1Response {
+impl Response {
     /// First header value named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -33,6 +48,117 @@ impl H1Response {
         self.header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
+
+    /// The body as JSON; panics with the exchange if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}):\n{self}"))
+    }
+
+    /// First error code of an OCI error body; panics with the exchange if there is none.
+    pub fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no errors[0].code:\n{self}"))
+            .to_string()
+    }
+
+    /// The body, lossily as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl std::fmt::Display for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  request:  {}", self.request.escape_debug())?;
+        writeln!(f, "  response: {}", self.status)?;
+        for (k, v) in &self.headers {
+            writeln!(f, "    {k}: {v}")?;
+        }
+        write!(f, "    body: {}", String::from_utf8_lossy(&self.body))
+    }
+}
+
+/// Send `head` (request line and headers, without the blank line) and `body` to `addr` on a new
+/// connection, and read the response; panics on any failure. `Host`, `Connection: close` and,
+/// when `body` is non-empty and no framing header is present, `Content-Length` are added.
+pub async fn send(addr: &str, head: &str, body: &[u8]) -> Response {
+    let mut req = head.trim_end_matches("\r\n").to_string();
+    req.push_str(&format!("\r\nHost: {addr}\r\nConnection: close"));
+    let lower = head.to_ascii_lowercase();
+    if !body.is_empty()
+        && !lower.contains("content-length:")
+        && !lower.contains("transfer-encoding:")
+    {
+        req.push_str(&format!("\r\nContent-Length: {}", body.len()));
+    }
+    req.push_str("\r\n\r\n");
+    send_bytes(addr, &[req.as_bytes(), body].concat()).await
+}
+
+/// Send exact bytes on a new connection and read the response; panics on any failure.
+pub async fn send_bytes(addr: &str, bytes: &[u8]) -> Response {
+    let request = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+    try_send_bytes(addr, bytes)
+        .await
+        .unwrap_or_else(|e| panic!("{e} for {request:?}"))
+}
+
+/// Send exact bytes on a new connection and read one response (within a minute).
+async fn try_send_bytes(addr: &str, bytes: &[u8]) -> io::Result<Response> {
+    let request = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+    let is_head = bytes.starts_with(b"HEAD ");
+    let exchange = async {
+        let mut c = H1::connect(addr).await?;
+        c.write(bytes).await?;
+        c.read_response(is_head).await
+    };
+    let mut resp = tokio::time::timeout(ONE_SHOT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no response within {ONE_SHOT_TIMEOUT:?}"),
+            )
+        })??;
+    resp.request = request;
+    Ok(resp)
+}
+
+/// `method path` with `headers` and `body` on a new connection (`Host`, `Connection: close` and
+/// `Content-Length` added); errors are returned, not panicked on.
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "PUT" | "POST" | "PATCH") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    try_send_bytes(addr, &[head.as_bytes(), body].concat()).await
+}
+
+/// `GET http://{addr}{path}` with extra headers, for code without a runtime (it runs one on a
+/// thread of its own, so it may be called from inside another).
+pub fn get_blocking(addr: &str, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(request(addr, "GET", path, headers, &[]))
+        })
+        .join()
+        .expect("request thread")
+    })
 }
 
 /// One HTTP/1.1 connection; requests are sent one after another on it.
@@ -76,7 +202,7 @@ impl H1 {
         headers: &[(&str, &str)],
         body: &[u8],
         framing: Framing,
-    ) -> (io::Result<H1Response>, Option<io::Error>) {
+    ) -> (io::Result<Response>, Option<io::Error>) {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -108,7 +234,7 @@ impl H1 {
     }
 
     /// Read one response (after writing a request with [`H1::write`]).
-    pub async fn read_response(&mut self, is_head: bool) -> io::Result<H1Response> {
+    pub async fn read_response(&mut self, is_head: bool) -> io::Result<Response> {
         read_response(&mut self.stream, &mut self.buf, is_head).await
     }
 
@@ -137,8 +263,13 @@ impl H1 {
 
 /// `body` as HTTP/1.1 chunks of 64 KiB with the terminating chunk.
 pub fn chunked(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 1024 + 16);
-    for part in body.chunks(64 * 1024) {
+    chunked_body(&body.chunks(64 * 1024).collect::<Vec<_>>())
+}
+
+/// `parts` as an HTTP/1.1 chunked body, one chunk each, with the terminating zero chunk.
+pub fn chunked_body(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 16).sum::<usize>() + 8);
+    for part in parts {
         out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
         out.extend_from_slice(part);
         out.extend_from_slice(b"\r\n");
@@ -192,7 +323,7 @@ pub async fn read_response(
     r: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
     is_head: bool,
-) -> io::Result<H1Response> {
+) -> io::Result<Response> {
     loop {
         let head = take_until(r, buf, b"\r\n\r\n").await?;
         let head = String::from_utf8_lossy(&head).into_owned();
@@ -209,10 +340,11 @@ pub async fn read_response(
         if (100..200).contains(&status) {
             continue;
         }
-        let mut resp = H1Response {
+        let mut resp = Response {
             status,
             headers,
             body: Vec::new(),
+            request: String::new(),
         };
         if is_head || status == 204 || status == 304 {
             return Ok(resp);

@@ -25,6 +25,20 @@ use super::{
 pub const ADMIN: &str = "admin";
 pub const ADMIN_PW: &str = "admin-password-1";
 
+/// The users most auth tests create: alice and bob, with these passwords.
+pub const ALICE_PW: &str = "alice-password-1";
+pub const BOB_PW: &str = "bob-password-12";
+/// Grants to pull and push under `team/`.
+pub const TEAM_RW: &[&str] = &["team/**:pull,push"];
+
+pub fn alice() -> Who {
+    Who::basic("alice", ALICE_PW)
+}
+
+pub fn bob() -> Who {
+    Who::basic("bob", BOB_PW)
+}
+
 /// How long a change made on the store may take to reach the server (reload is 200 ms).
 pub const PROPAGATION: Duration = Duration::from_secs(5);
 

@@ -6,13 +6,12 @@
 //! `Docker-Distribution-API-Version` header on `/v2` routes, never a 5xx).
 //!
 //! Content helpers (digests computed independently of the server, manifest builders) live in
-//! `content`, a tiny raw-TCP HTTP/1.1 client for requests reqwest would normalise lives in `raw`.
+//! `content`; requests reqwest would normalise go through `stowage_testkit::wire`.
 //! Nothing here knows stowage internals: only the spec and the observable behaviour.
 #![allow(dead_code)]
 
 pub mod auth;
 pub mod content;
-pub mod raw;
 pub mod resp;
 
 use std::path::{Path, PathBuf};

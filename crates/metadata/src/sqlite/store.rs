@@ -9,11 +9,7 @@ use stowage_oci::{Algorithm, Digest};
 use super::SqliteStore;
 use crate::{Deleted, ManifestMeta, MetadataStore, NewManifest, Referrer, Result, Upload};
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use stowage_oci::time::now;
 
 fn repo_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT id FROM repos WHERE name = ?1")?

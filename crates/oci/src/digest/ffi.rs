@@ -232,10 +232,7 @@ impl Sha2Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
+    use crate::hex;
 
     fn oneshot(alg: Algorithm, data: &[u8]) -> Vec<u8> {
         let mut c = Sha2Ctx::new(alg);

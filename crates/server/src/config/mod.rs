@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-pub use stowage_identity::time::parse_duration;
+pub use stowage_oci::time::parse_duration;
 
 pub use security::{AuthConfig, TlsConfig};
 pub use values::{

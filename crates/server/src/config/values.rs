@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use stowage_auth::pattern::{Grant, RepoPattern};
-use stowage_identity::time::parse_duration;
+use stowage_oci::time::parse_duration;
 
 /// A value parsed from a string by `parse`, with `parse`'s message as the error.
 fn de_with<'de, D, T>(d: D, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, D::Error>

@@ -3,6 +3,8 @@
 //! webpki does not expose these fields). Anything unexpected yields `None`/nothing: these
 //! values inform, they never decide whether a certificate is accepted.
 
+use stowage_oci::time::days_from_civil;
+
 /// One TLV: (tag, contents, rest of input).
 fn next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
@@ -135,6 +137,6 @@ fn parse_time(tag: u8, time: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
-    let days = stowage_identity::time::days_from_civil(year, month, day);
+    let days = days_from_civil(year, month, day);
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }

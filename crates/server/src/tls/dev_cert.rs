@@ -211,7 +211,7 @@ impl DevCa {
             return Err(format!(
                 "CA certificate {} expires {}",
                 paths.ca_cert.display(),
-                stowage_identity::time::rfc3339(not_after)
+                stowage_oci::time::rfc3339(not_after)
             ));
         }
         Ok(DevCa {

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -49,9 +49,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    stowage_oci::time::now() as u64
 }
 
 fn sha256(data: &[u8]) -> Digest {
@@ -88,7 +86,7 @@ impl CertInfo {
 
     fn not_after_text(&self) -> String {
         self.not_after
-            .map_or_else(|| "unknown".to_owned(), stowage_identity::time::rfc3339)
+            .map_or_else(|| "unknown".to_owned(), stowage_oci::time::rfc3339)
     }
 
     /// Warn about a certificate that clients are going to reject for its age, so an operator sees

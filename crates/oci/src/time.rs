@@ -1,25 +1,13 @@
-//! Clock and time formats shared by the server and the command line: the current unix time,
-//! RFC 3339 dates for listings, and the duration syntax of the configuration and `--expires`.
+//! Unix time in seconds and the proleptic Gregorian calendar: reading the clock, RFC 3339 dates
+//! for tokens and logs, the day arithmetic certificate dates need, and the duration syntax of
+//! the configuration (`30s`, `10m`, `24h`, `7d`, `250ms`). Shared by every crate
+//! above this one, so there is one copy of each.
 
-use std::time::{Duration, SystemTime};
-
-/// Current unix time in seconds.
+/// Current unix time in seconds (0 if the clock is before 1970).
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds.
-pub fn rfc3339(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -33,8 +21,7 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The (year, month, day) of a day counted from 1970-01-01: the inverse of
-/// [`days_from_civil`].
+/// The inverse of [`days_from_civil`]: (year, month, day).
 pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -48,8 +35,20 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (`2026-05-01T12:00:00Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Parse `30s`, `10m`, `24h`, `7d`, `250ms` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
@@ -60,14 +59,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        "ms" => return Ok(Duration::from_millis(n)),
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
         _ => {
             return Err(format!(
                 "invalid duration unit in {s:?}: use ms, s, m, h or d"
             ));
         }
     };
-    Ok(Duration::from_secs(secs))
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -75,20 +74,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    fn civil_dates_round_trip() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for days in [-800_000, -1, 0, 59, 60, 11_016, 20_000, 2_932_896] {
+        for days in [-1000, 0, 59, 60, 11_016, 11_017, 19_782, 50_000] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
     }
 
     #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
     fn durations() {
+        use std::time::Duration;
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(
             parse_duration("7d").unwrap(),
@@ -97,5 +102,10 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("5 years").is_err());
+    }
+
+    #[test]
+    fn now_is_after_2025() {
+        assert!(now() > 1_735_689_600, "{}", now());
     }
 }

@@ -269,31 +269,9 @@ impl BlobStore for FsBlobStore {
         start: u64,
         len: u64,
     ) -> Result<ByteStream, StorageError> {
-        let path = self.blob_path(digest);
-        let file = blocking(move || {
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(StorageError::NotFound);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let file_len = file.metadata()?.len();
-            if start
-                .checked_add(len)
-                .is_none_or(|wanted| file_len < wanted)
-            {
-                return Err(StorageError::Io(io::Error::other(format!(
-                    "blob file {} is shorter than recorded",
-                    path.display()
-                ))));
-            }
-            file.seek(SeekFrom::Start(start))?;
-            Ok(file)
-        })
-        .run()
-        .await?;
-        Ok(read_stream(file, len))
+        // Opening, checking the length and streaming happen on one blocking thread: one hop
+        // to the blocking pool per read.
+        read_stream(self.blob_path(digest), start, len).await
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {

@@ -53,3 +53,63 @@ async fn commit_reports_durable_order() {
         .collect();
     assert_eq!(kinds, ["Write", "FileSync", "Publish", "DirSync"]);
 }
+
+/// A blob file that shrinks while it is being served ends the stream with an error (never a
+/// crash, never a silently short stream); one that is short already is refused at open.
+#[tokio::test]
+async fn truncated_blob_file_ends_the_stream_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(dir.path()).unwrap();
+    let big: Vec<u8> = (0..(24u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<io::Result<Bytes>> = big
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let a = store
+        .upload_append(
+            "t1",
+            0,
+            Box::pin(futures_util::stream::iter(chunks)),
+            Hasher::new(Algorithm::Sha256),
+            true,
+        )
+        .await
+        .unwrap();
+    let d = a.hasher.finish();
+    store.upload_commit("t1", &d).await.unwrap();
+    store.upload_abort("t1").await.unwrap();
+    let path = store.blob_path(&d);
+
+    let mut s = store.read(&d, 0, big.len() as u64).await.unwrap();
+    let first = s.next().await.unwrap().unwrap();
+    assert_eq!(&first[..], &big[..first.len()]);
+    // The reader is at most a few chunks ahead: cut the file well before the end.
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(12 << 20).unwrap();
+    let mut got = first.len();
+    let err = loop {
+        match s.next().await {
+            Some(Ok(c)) => got += c.len(),
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended short without an error after {got} bytes"),
+        }
+    };
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    assert!(got <= 12 << 20);
+
+    // Short already when opened: refused before any byte.
+    assert!(matches!(
+        store.read(&d, 0, big.len() as u64).await,
+        Err(StorageError::Io(_))
+    ));
+    // The bytes that are there still read.
+    let head = store
+        .read(&d, 0, 3)
+        .await
+        .unwrap()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head[..], &big[..3]);
+}

@@ -22,7 +22,7 @@ use stowage_oci::{Algorithm, Digest, Hasher};
 use tokio::sync::mpsc;
 
 use crate::fs_io::{UploadWriter, read_stream};
-use crate::{Appended, BlobStore, ByteStream, Op, OpObserver, StorageError};
+use crate::{Appended, BlobRead, BlobStore, ByteStream, Op, OpObserver, StorageError};
 
 /// Read buffer when re-hashing stored upload bytes.
 const REHASH_BUF: usize = 1024 * 1024;
@@ -263,15 +263,11 @@ impl BlobStore for FsBlobStore {
         4 * 1024 * 1024
     }
 
-    async fn read(
-        &self,
-        digest: &Digest,
-        start: u64,
-        len: u64,
-    ) -> Result<ByteStream, StorageError> {
+    async fn read(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobRead, StorageError> {
         // Opening, checking the length and streaming happen on one blocking thread: one hop
         // to the blocking pool per read.
-        read_stream(self.blob_path(digest), start, len).await
+        let body = read_stream(self.blob_path(digest), start, len).await?;
+        Ok(BlobRead::Stream { start, len, body })
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {

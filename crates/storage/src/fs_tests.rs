@@ -54,6 +54,37 @@ async fn commit_reports_durable_order() {
     assert_eq!(kinds, ["Write", "FileSync", "Publish", "DirSync"]);
 }
 
+#[tokio::test]
+async fn redirecting_wrapper_redirects_reads_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::suite::Redirecting {
+        inner: FsBlobStore::open(dir.path()).unwrap(),
+        base: "https://objects.example/bucket".into(),
+    };
+    let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
+        b"hello",
+    ))]));
+    let a = store
+        .upload_append("r1", 0, body, Hasher::new(Algorithm::Sha256), true)
+        .await
+        .unwrap();
+    let d = a.hasher.finish();
+    store.upload_commit("r1", &d).await.unwrap();
+    assert_eq!(store.stat(&d).await.unwrap(), Some(5));
+    match store.read(&d, 1, 3).await.unwrap() {
+        BlobRead::Redirect { url, expires } => {
+            assert_eq!(url, format!("https://objects.example/bucket/{d}"));
+            assert!(expires > SystemTime::now());
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+    let missing = Digest::of(Algorithm::Sha256, b"missing");
+    assert!(matches!(
+        store.read(&missing, 0, 1).await,
+        Err(StorageError::NotFound)
+    ));
+}
+
 /// A blob file that shrinks while it is being served ends the stream with an error (never a
 /// crash, never a silently short stream); one that is short already is refused at open.
 #[tokio::test]
@@ -80,7 +111,12 @@ async fn truncated_blob_file_ends_the_stream_with_an_error() {
     store.upload_abort("t1").await.unwrap();
     let path = store.blob_path(&d);
 
-    let mut s = store.read(&d, 0, big.len() as u64).await.unwrap();
+    let mut s = store
+        .read(&d, 0, big.len() as u64)
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
     let first = s.next().await.unwrap().unwrap();
     assert_eq!(&first[..], &big[..first.len()]);
     // The reader is at most a few chunks ahead: cut the file well before the end.
@@ -106,6 +142,8 @@ async fn truncated_blob_file_ends_the_stream_with_an_error() {
     let head = store
         .read(&d, 0, 3)
         .await
+        .unwrap()
+        .into_stream()
         .unwrap()
         .next()
         .await

@@ -7,6 +7,7 @@ use axum::http::{Response, header};
 use futures_util::StreamExt;
 use stowage_oci::range::parse_content_range;
 use stowage_oci::{Algorithm, Digest, ErrorCode, RepoName};
+use stowage_registry::blobs::BlobContent;
 use stowage_registry::uploads::{ChunkRange, StartRequest, Started};
 use stowage_registry::{Error, Registry, Result};
 
@@ -35,8 +36,25 @@ pub(super) async fn get(
     }
     let range = header_str(&parts.headers, header::RANGE);
     let blob = state.registry.blob_get(name, d, range).await?;
+    let stream = match blob.content {
+        BlobContent::Stream(stream) => stream,
+        // The blob store serves the bytes itself (an S3 presigned GET): the client follows
+        // with its own Range. HEAD never gets here: it is answered from metadata above.
+        BlobContent::Redirect { url, .. } => {
+            let location = axum::http::HeaderValue::try_from(url).map_err(|_| {
+                Error::internal("the blob store gave a redirect URL that is no header value")
+            })?;
+            return Ok(Response::builder()
+                .status(307)
+                .header(header::LOCATION, location)
+                .header("Docker-Content-Digest", digest_hdr)
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .expect("valid response"));
+        }
+    };
     let metrics = state.metrics.clone();
-    let stream = blob.stream.inspect(move |c| {
+    let stream = stream.inspect(move |c| {
         if let Ok(c) = c {
             metrics.add_out(c.len() as u64);
         }

@@ -3,9 +3,11 @@
 //! A blob is readable through a repository only if that repository links it (it was pushed or
 //! mounted there): the bytes are shared, the visibility is not.
 
+use std::time::SystemTime;
+
 use stowage_oci::range::{RangeOutcome, apply_range};
 use stowage_oci::{Digest, RepoName};
-use stowage_storage::ByteStream;
+use stowage_storage::{BlobRead, ByteStream};
 
 use crate::{Error, Registry, Result};
 
@@ -13,9 +15,31 @@ use crate::{Error, Registry, Result};
 pub struct BlobBody {
     /// Total size of the blob.
     pub size: u64,
-    /// `Some((start, end))` for a 206 partial response.
+    /// `Some((start, end))` for a 206 partial response (of a stream; a redirect serves the
+    /// client's `Range` itself).
     pub partial: Option<(u64, u64)>,
-    pub stream: ByteStream,
+    pub content: BlobContent,
+}
+
+/// The bytes of a blob GET, or where to get them.
+pub enum BlobContent {
+    /// Exactly the bytes of the response (the range when `partial`).
+    Stream(ByteStream),
+    /// The blob store serves the blob itself at `url` (e.g. an S3 presigned GET) until
+    /// `expires`; answered with a temporary redirect.
+    Redirect { url: String, expires: SystemTime },
+}
+
+impl BlobBody {
+    /// The stream, for callers that cannot follow a redirect.
+    pub fn into_stream(self) -> Result<ByteStream> {
+        match self.content {
+            BlobContent::Stream(s) => Ok(s),
+            BlobContent::Redirect { .. } => Err(Error::internal(
+                "the blob store answered with a redirect where bytes were needed",
+            )),
+        }
+    }
 }
 
 /// How many repositories holding a blob are considered for a mount without `from`: enough that
@@ -53,8 +77,26 @@ impl Registry {
                 return Err(Error::RangeNotSatisfiable { size });
             }
         };
-        let stream = match self.blobs.read(digest, start, len).await {
-            Ok(s) => s,
+        let content = match self.blobs.read(digest, start, len).await {
+            Ok(BlobRead::Stream {
+                start: s,
+                len: l,
+                body,
+            }) => {
+                if (s, l) != (start, len) {
+                    return Err(Error::internal(format!(
+                        "the blob store streamed {l} bytes from {s} for {len} from {start}"
+                    )));
+                }
+                BlobContent::Stream(body)
+            }
+            Ok(BlobRead::Redirect { url, expires }) => {
+                return Ok(BlobBody {
+                    size,
+                    partial: None,
+                    content: BlobContent::Redirect { url, expires },
+                });
+            }
             Err(stowage_storage::StorageError::NotFound) => {
                 tracing::error!(%digest, "blob linked in metadata but missing from storage");
                 return Err(Error::BlobUnknown {
@@ -66,7 +108,7 @@ impl Registry {
         Ok(BlobBody {
             size,
             partial,
-            stream,
+            content,
         })
     }
 

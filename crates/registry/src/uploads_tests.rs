@@ -190,7 +190,12 @@ async fn resuming_a_published_session_never_changes_the_blob() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
-    let mut s = reg.blob_get(&other, &d, None).await.unwrap().stream;
+    let mut s = reg
+        .blob_get(&other, &d, None)
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
     let mut got = Vec::new();
     while let Some(c) = futures_util::StreamExt::next(&mut s).await {
         got.extend_from_slice(&c.unwrap());

@@ -22,7 +22,7 @@ use stowage_oci::{Algorithm, Digest, Hasher};
 use tokio::sync::mpsc;
 
 use crate::fs_io::{UploadWriter, read_stream};
-use crate::{Appended, BlobStore, ByteStream, Op, OpObserver, StorageError};
+use crate::{Appended, BlobRead, BlobStore, ByteStream, Op, OpObserver, StorageError};
 
 /// Read buffer when re-hashing stored upload bytes.
 const REHASH_BUF: usize = 1024 * 1024;
@@ -263,37 +263,11 @@ impl BlobStore for FsBlobStore {
         4 * 1024 * 1024
     }
 
-    async fn read(
-        &self,
-        digest: &Digest,
-        start: u64,
-        len: u64,
-    ) -> Result<ByteStream, StorageError> {
-        let path = self.blob_path(digest);
-        let file = blocking(move || {
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(StorageError::NotFound);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let file_len = file.metadata()?.len();
-            if start
-                .checked_add(len)
-                .is_none_or(|wanted| file_len < wanted)
-            {
-                return Err(StorageError::Io(io::Error::other(format!(
-                    "blob file {} is shorter than recorded",
-                    path.display()
-                ))));
-            }
-            file.seek(SeekFrom::Start(start))?;
-            Ok(file)
-        })
-        .run()
-        .await?;
-        Ok(read_stream(file, len))
+    async fn read(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobRead, StorageError> {
+        // Opening, checking the length and streaming happen on one blocking thread: one hop
+        // to the blocking pool per read.
+        let body = read_stream(self.blob_path(digest), start, len).await?;
+        Ok(BlobRead::Stream { start, len, body })
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {

@@ -3,14 +3,16 @@
 //! that hands the kernel's copy straight to the response.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::ByteStream;
+use crate::{ByteStream, StorageError};
 
 /// Chunks smaller than this are gathered before a `write` (fewer syscalls); larger ones are
 /// written straight from the request's buffer (no copy).
@@ -128,26 +130,120 @@ impl UploadWriter {
     }
 }
 
-/// Stream `len` bytes of `file` (already positioned) from a blocking thread, one
-/// `READ_CHUNK` buffer per message, reading straight into the buffer that is sent.
-pub fn read_stream(mut file: File, len: u64) -> ByteStream {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+/// Read buffers a blob stream keeps for reuse: enough for the chunks queued towards the
+/// response ([`QUEUED`]) plus the one being read and a few still inside the HTTP layer.
+const POOL: usize = QUEUED + 4;
+/// Chunks read ahead of the response.
+const QUEUED: usize = 4;
+
+/// A read buffer lent to the response. When the response drops the chunk (its bytes are in
+/// the socket), the buffer goes back to the reading thread, which reads the next chunk into
+/// it: a download allocates a handful of buffers, never clears them, and its memory stays
+/// mapped (no page faults per chunk).
+struct Lent {
+    buf: Vec<u8>,
+    len: usize,
+    home: SyncSender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // The reader may be done (or the pool full): the buffer is then simply freed.
+        let _ = self.home.try_send(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Open the blob file at `path` and stream `len` bytes from `start`, all on one blocking
+/// thread: `pread` of [`READ_CHUNK`] at a time into reused buffers handed to the response
+/// without a copy, at most [`QUEUED`] chunks ahead of it. Fails early when the file is missing
+/// or shorter than `start + len`; a file that shrinks or fails while streaming ends the stream
+/// with an error item (the response is cut short, the process carries on).
+pub async fn read_stream(path: PathBuf, start: u64, len: u64) -> Result<ByteStream, StorageError> {
+    let (opened_tx, opened_rx) = oneshot::channel::<Result<(), StorageError>>();
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(QUEUED);
     tokio::task::spawn_blocking(move || {
-        let mut left = len;
-        while left > 0 {
-            let n = (left as usize).min(READ_CHUNK);
-            let mut buf = BytesMut::zeroed(n);
-            let result = file.read_exact(&mut buf).map(|()| buf.freeze());
-            let failed = result.is_err();
-            if tx.blocking_send(result).is_err() || failed {
-                return; // the client went away, or the read failed (reported)
+        let file = match open_range(&path, start, len) {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = opened_tx.send(Err(e));
+                return;
             }
-            left -= n as u64;
+        };
+        if opened_tx.send(Ok(())).is_ok() {
+            stream_range(&file, &path, start, len, &tx);
         }
     });
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+    opened_rx
+        .await
+        .map_err(|_| StorageError::Io(io::Error::other("blob reader stopped")))??;
+    Ok(Box::pin(futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    )))
+}
+
+/// Open a blob file and check it holds `start + len` bytes.
+fn open_range(path: &Path, start: u64, len: u64) -> Result<File, StorageError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let file_len = file.metadata()?.len();
+    if start
+        .checked_add(len)
+        .is_none_or(|wanted| file_len < wanted)
+    {
+        return Err(StorageError::Io(io::Error::other(format!(
+            "blob file {} is shorter than recorded",
+            path.display()
+        ))));
+    }
+    Ok(file)
+}
+
+/// The reading loop of [`read_stream`].
+fn stream_range(
+    file: &File,
+    path: &Path,
+    start: u64,
+    len: u64,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+) {
+    let (home, back) = sync_channel::<Vec<u8>>(POOL);
+    let buf_size = (len as usize).min(READ_CHUNK);
+    let end = start + len;
+    let mut off = start;
+    while off < end {
+        let n = ((end - off) as usize).min(READ_CHUNK);
+        let mut buf = back.try_recv().unwrap_or_else(|_| vec![0u8; buf_size]);
+        let item = match file.read_exact_at(&mut buf[..n], off) {
+            Ok(()) => Ok(Bytes::from_owner(Lent {
+                buf,
+                len: n,
+                home: home.clone(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "blob file {} ended at offset {off} or soon after, before {end}",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return; // the client went away, or the read failed (reported)
+        }
+        off += n as u64;
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod suite;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -78,15 +79,60 @@ pub struct Appended {
     pub hasher: Hasher,
 }
 
+/// How a backend answers a blob read: with the bytes, or with a URL the client fetches them
+/// from itself (an S3 presigned GET), so the bytes never pass through the registry.
+pub enum BlobRead {
+    /// `len` bytes of the blob starting at `start` (what was asked for).
+    Stream {
+        start: u64,
+        len: u64,
+        body: ByteStream,
+    },
+    /// Fetch the whole blob from `url` (the client sends its own `Range` there), valid until
+    /// `expires`.
+    Redirect { url: String, expires: SystemTime },
+}
+
+impl BlobRead {
+    /// The stream, for callers that cannot follow a redirect (tests, in-process readers).
+    pub fn into_stream(self) -> Result<ByteStream, StorageError> {
+        match self {
+            BlobRead::Stream { body, .. } => Ok(body),
+            BlobRead::Redirect { .. } => Err(StorageError::Io(io::Error::other(
+                "the blob store answered with a redirect where bytes were needed",
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobRead::Stream { start, len, .. } => f
+                .debug_struct("Stream")
+                .field("start", start)
+                .field("len", len)
+                .finish_non_exhaustive(),
+            BlobRead::Redirect { url, expires } => f
+                .debug_struct("Redirect")
+                .field("url", url)
+                .field("expires", expires)
+                .finish(),
+        }
+    }
+}
+
 /// Content-addressed blobs plus resumable upload files.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// The chunk size this backend prefers, advertised as `OCI-Chunk-Min-Length`.
     fn preferred_chunk_size(&self) -> u64;
 
-    /// Stream `len` bytes of a blob starting at `start`.
-    async fn read(&self, digest: &Digest, start: u64, len: u64)
-    -> Result<ByteStream, StorageError>;
+    /// Read `len` bytes of a blob starting at `start`: a stream of exactly those bytes, or a
+    /// redirect to a URL serving the whole blob (ranges are then the client's business with
+    /// that URL). A stream that cannot deliver every byte (the stored file was truncated or
+    /// damaged) ends with an error item rather than short.
+    async fn read(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobRead, StorageError>;
 
     /// The stored size of a blob, if present.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;

@@ -1,11 +1,12 @@
 //! The shared `BlobStore` test suite. Every backend's tests call [`run`], so a new backend
-//! (S3) is held to exactly the behaviour the registry relies on.
+//! (S3) is held to exactly the behaviour the registry relies on. Reads must stream here: a
+//! backend that can answer with redirects runs the suite with them turned off.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use stowage_oci::{Algorithm, Digest, Hasher};
 
-use crate::{BlobStore, ByteStream, StorageError};
+use crate::{BlobRead, BlobStore, ByteStream, StorageError};
 
 fn body(parts: &[&'static [u8]]) -> ByteStream {
     let items: Vec<std::io::Result<Bytes>> =
@@ -13,13 +14,51 @@ fn body(parts: &[&'static [u8]]) -> ByteStream {
     Box::pin(futures_util::stream::iter(items))
 }
 
-async fn collect(s: ByteStream) -> Vec<u8> {
+/// The bytes of a read, checking it streams exactly the range asked for.
+async fn collect(r: Result<BlobRead, StorageError>, start: u64, len: u64) -> Vec<u8> {
+    let mut s = match r.expect("read") {
+        BlobRead::Stream {
+            start: s,
+            len: l,
+            body,
+        } => {
+            assert_eq!(
+                (s, l),
+                (start, len),
+                "the stream covers the range asked for"
+            );
+            body
+        }
+        BlobRead::Redirect { .. } => panic!("the suite needs a backend that streams"),
+    };
     let mut out = Vec::new();
-    let mut s = s;
     while let Some(c) = s.next().await {
         out.extend_from_slice(&c.expect("read chunk"));
     }
+    assert_eq!(out.len() as u64, len, "a stream yields exactly its length");
     out
+}
+
+/// Upload and commit `bytes` as one blob.
+async fn put(store: &dyn BlobStore, id: &str, bytes: &[u8]) -> Digest {
+    let chunks: Vec<std::io::Result<Bytes>> = bytes
+        .chunks(300_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let a = store
+        .upload_append(
+            id,
+            0,
+            Box::pin(futures_util::stream::iter(chunks)),
+            Hasher::new(Algorithm::Sha256),
+            true,
+        )
+        .await
+        .unwrap();
+    let d = a.hasher.finish();
+    store.upload_commit(id, &d).await.unwrap();
+    store.upload_abort(id).await.unwrap();
+    d
 }
 
 /// Run every check against `store`. Panics on the first failure.
@@ -51,10 +90,10 @@ pub async fn run(store: &dyn BlobStore) {
     store.upload_commit("suite-1", &d).await.unwrap();
     assert_eq!(store.stat(&d).await.unwrap(), Some(11));
     assert_eq!(
-        collect(store.read(&d, 0, 11).await.unwrap()).await,
+        collect(store.read(&d, 0, 11).await, 0, 11).await,
         b"hello world"
     );
-    assert_eq!(collect(store.read(&d, 6, 3).await.unwrap()).await, b"wor");
+    assert_eq!(collect(store.read(&d, 6, 3).await, 6, 3).await, b"wor");
 
     // Rehash after "restart" equals the streamed state; stale bytes past the offset are dropped.
     let a = store
@@ -110,12 +149,12 @@ pub async fn run(store: &dyn BlobStore) {
         Digest::of(Algorithm::Sha256, b"hello there")
     );
     assert_eq!(
-        collect(store.read(&d, 0, 11).await.unwrap()).await,
+        collect(store.read(&d, 0, 11).await, 0, 11).await,
         b"hello world"
     );
     store.upload_abort("suite-5").await.unwrap();
     assert_eq!(
-        collect(store.read(&d, 0, 11).await.unwrap()).await,
+        collect(store.read(&d, 0, 11).await, 0, 11).await,
         b"hello world"
     );
 
@@ -132,7 +171,7 @@ pub async fn run(store: &dyn BlobStore) {
         .unwrap();
     store.upload_commit("suite-3", &d).await.unwrap();
     assert_eq!(
-        collect(store.read(&d, 0, 11).await.unwrap()).await,
+        collect(store.read(&d, 0, 11).await, 0, 11).await,
         b"hello world"
     );
 
@@ -176,6 +215,52 @@ pub async fn run(store: &dyn BlobStore) {
         .collect();
     assert!(!listed.contains(&"suite-2".to_string()));
 
+    // A blob of several read chunks, read whole and by ranges that start and end inside
+    // chunks; chunks kept by the reader and chunks dropped at once both hold the right bytes.
+    let big: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let bd = put(store, "suite-6", &big).await;
+    assert_eq!(store.stat(&bd).await.unwrap(), Some(big.len() as u64));
+    assert!(
+        collect(
+            store.read(&bd, 0, big.len() as u64).await,
+            0,
+            big.len() as u64
+        )
+        .await
+            == big
+    );
+    for (start, len) in [(1, 3_000_000), (1_048_575, 2), (4_000_001, 999_999), (7, 0)] {
+        let got = collect(store.read(&bd, start, len).await, start, len).await;
+        assert!(
+            got == big[start as usize..(start + len) as usize],
+            "range {start}+{len}"
+        );
+    }
+    let mut s = store
+        .read(&bd, 0, big.len() as u64)
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
+    let mut kept = Vec::new();
+    while let Some(c) = s.next().await {
+        kept.push(c.unwrap());
+    }
+    assert!(
+        kept.concat() == big,
+        "chunks held until the end stay intact"
+    );
+    assert!(
+        matches!(
+            store.read(&bd, 1, big.len() as u64).await,
+            Err(StorageError::Io(_))
+        ),
+        "a range past the end is refused"
+    );
+    store.delete(&bd).await.unwrap();
+
     // Missing blobs.
     let missing = Digest::of(Algorithm::Sha256, b"missing");
     assert!(matches!(
@@ -185,4 +270,71 @@ pub async fn run(store: &dyn BlobStore) {
     assert_eq!(store.stat(&missing).await.unwrap(), None);
     store.delete(&d).await.unwrap();
     assert_eq!(store.stat(&d).await.unwrap(), None);
+}
+
+/// A test-only backend: `inner` for everything, except that every blob read is answered with a
+/// redirect to `<base>/<digest>`, valid for ten minutes, the way an object store answers with a
+/// presigned GET. The registry and the server must pass the redirect on instead of streaming.
+pub struct Redirecting<S> {
+    pub inner: S,
+    pub base: String,
+}
+
+#[async_trait::async_trait]
+impl<S: BlobStore> BlobStore for Redirecting<S> {
+    fn preferred_chunk_size(&self) -> u64 {
+        self.inner.preferred_chunk_size()
+    }
+
+    async fn read(&self, digest: &Digest, start: u64, len: u64) -> Result<BlobRead, StorageError> {
+        // Like an object store, fail for a blob that is not there (and let the inner backend
+        // check the range), but hand out a URL instead of the bytes.
+        drop(self.inner.read(digest, start, len).await?);
+        Ok(BlobRead::Redirect {
+            url: format!("{}/{digest}", self.base),
+            expires: std::time::SystemTime::now() + std::time::Duration::from_secs(600),
+        })
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        self.inner.stat(digest).await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
+        self.inner.delete(digest).await
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+        durable: bool,
+    ) -> Result<crate::Appended, StorageError> {
+        self.inner
+            .upload_append(id, offset, body, hasher, durable)
+            .await
+    }
+
+    async fn upload_rehash(
+        &self,
+        id: &str,
+        len: u64,
+        algorithm: Algorithm,
+    ) -> Result<Hasher, StorageError> {
+        self.inner.upload_rehash(id, len, algorithm).await
+    }
+
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+        self.inner.upload_commit(id, digest).await
+    }
+
+    async fn upload_abort(&self, id: &str) -> Result<(), StorageError> {
+        self.inner.upload_abort(id).await
+    }
+
+    async fn upload_list(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        self.inner.upload_list().await
+    }
 }

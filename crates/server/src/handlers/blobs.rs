@@ -6,12 +6,13 @@ use axum::http::{Response, header};
 use futures_util::StreamExt;
 use stowage_oci::{Digest, RepoName};
 use stowage_registry::session_id::UploadId;
+use stowage_registry::blobs::BlobContent;
 use stowage_registry::uploads::{ChunkRange, StartRequest, Started};
 
 use super::{body_stream, empty};
 use crate::AppState;
 use crate::auth::decide::Principal;
-use crate::error::{Result, upload_range};
+use crate::error::{Error, Result, upload_range};
 use crate::routes::UploadStart;
 
 /// The part of an upload request that carries bytes.
@@ -42,8 +43,25 @@ pub(super) async fn get(
             .expect("valid response"));
     }
     let blob = state.registry.blob_get(name, d, range).await?;
+    let stream = match blob.content {
+        BlobContent::Stream(stream) => stream,
+        // The blob store serves the bytes itself (an S3 presigned GET): the client follows
+        // with its own Range. HEAD never gets here: it is answered from metadata above.
+        BlobContent::Redirect { url, .. } => {
+            let location = axum::http::HeaderValue::try_from(url).map_err(|_| {
+                Error::internal("the blob store gave a redirect URL that is no header value")
+            })?;
+            return Ok(Response::builder()
+                .status(307)
+                .header(header::LOCATION, location)
+                .header("Docker-Content-Digest", digest_hdr)
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .expect("valid response"));
+        }
+    };
     let metrics = state.metrics.clone();
-    let stream = blob.stream.inspect(move |c| {
+    let stream = stream.inspect(move |c| {
         if let Ok(c) = c {
             metrics.add_out(c.len() as u64);
         }

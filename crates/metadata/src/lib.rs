@@ -9,6 +9,7 @@
 pub mod auth;
 #[cfg(any(test, feature = "testing"))]
 pub mod auth_suite;
+pub mod inventory;
 pub mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod suite;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use stowage_oci::{Algorithm, Digest};
 
 pub use auth::{AuthStore, RefreshRecord, SigningKeyRecord, TokenRecord, UserRecord};
+pub use inventory::{BlobEntry, Inventory, LinkEntry, ManifestEntry, TagEntry};
 
 /// Metadata failures. Everything here is an internal error to the client.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -102,9 +104,10 @@ pub struct Deleted {
     pub tags: Vec<String>,
 }
 
-/// The metadata store interface the registry is written against.
+/// The metadata store interface the registry is written against. Its [`Inventory`] walks
+/// everything it holds, for the store checker and the garbage collector.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: Inventory + Send + Sync + 'static {
     /// Size of `digest` if it is linked into `repo`.
     async fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
     /// Sizes of those of `digests` linked into `repo`.

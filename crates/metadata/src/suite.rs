@@ -306,3 +306,119 @@ pub async fn run(store: &dyn MetadataStore) {
         .for_each(|r| r.unwrap());
     assert_eq!(store.blobs_in_repo("c", &digests).await.unwrap().len(), 64);
 }
+
+/// The [`crate::Inventory`] walks, against an empty `store`: every row once, in key order,
+/// across pages, with the facts judged in the same read. Panics on the first failure.
+pub async fn run_inventory(store: &dyn MetadataStore) {
+    let blobs: Vec<Digest> = (0..5u8)
+        .map(|i| Digest::of(Algorithm::Sha256, &[i]))
+        .collect();
+    for (i, d) in blobs.iter().enumerate() {
+        store.link_blob("b/two", d, i as u64).await.unwrap();
+    }
+    store.link_blob("a/one", &blobs[0], 0).await.unwrap();
+    let m1 = manifest(r#"{"m":1}"#, None, None);
+    let m2 = manifest(r#"{"m":2}"#, None, None);
+    store
+        .put_manifest("a/one", m1.clone(), &["v1".into(), "latest".into()])
+        .await
+        .unwrap();
+    store
+        .put_manifest("b/two", m2.clone(), &["x".into()])
+        .await
+        .unwrap();
+
+    // Blob records, by digest, paged two at a time.
+    let mut sorted = blobs.clone();
+    sorted.sort_by_key(|d| d.to_string());
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.walk_blobs(after.clone(), 2).await.unwrap();
+        seen.extend(page.iter().map(|b| (b.digest.clone(), b.size)));
+        match page.last() {
+            Some(last) if page.len() == 2 => after = Some(last.digest.clone()),
+            _ => break,
+        }
+    }
+    let want: Vec<(Digest, u64)> = sorted
+        .iter()
+        .map(|d| (d.clone(), blobs.iter().position(|b| b == d).unwrap() as u64))
+        .collect();
+    assert_eq!(seen, want, "every blob record once, in digest order");
+    assert_eq!(
+        store
+            .blob_records(&[blobs[3].clone(), Digest::of(Algorithm::Sha256, b"none")])
+            .await
+            .unwrap(),
+        vec![(blobs[3].clone(), 3)]
+    );
+
+    // Links, by (repository, digest), with their blob's size.
+    let mut links = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.walk_links(after.clone(), 4).await.unwrap();
+        links.extend(page.iter().cloned());
+        match page.last() {
+            Some(last) if page.len() == 4 => after = Some((last.repo.clone(), last.digest.clone())),
+            _ => break,
+        }
+    }
+    assert_eq!(links.len(), 6);
+    assert_eq!(
+        (links[0].repo.as_str(), &links[0].digest, links[0].blob_size),
+        ("a/one", &blobs[0], Some(0))
+    );
+    let two: Vec<String> = links[1..].iter().map(|l| l.digest.to_string()).collect();
+    let want: Vec<String> = sorted.iter().map(|d| d.to_string()).collect();
+    assert_eq!(two, want, "links of one repository in digest order");
+    assert!(
+        links[1..]
+            .iter()
+            .all(|l| l.repo == "b/two" && l.blob_size.is_some())
+    );
+
+    // Tags, by (repository, tag), each saying whether its manifest is stored.
+    let tags = store.walk_tags(None, 2).await.unwrap();
+    let names: Vec<(&str, &str)> = tags
+        .iter()
+        .map(|t| (t.repo.as_str(), t.tag.as_str()))
+        .collect();
+    assert_eq!(names, vec![("a/one", "latest"), ("a/one", "v1")]);
+    assert!(
+        tags.iter()
+            .all(|t| t.digest == m1.digest && t.manifest_stored)
+    );
+    let rest = store
+        .walk_tags(Some(("a/one".into(), "v1".into())), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(
+        (rest[0].repo.as_str(), rest[0].tag.as_str()),
+        ("b/two", "x")
+    );
+    assert!(rest[0].manifest_stored);
+
+    // Manifests with their bytes.
+    let all = store.walk_manifests(None, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[0].repo.as_str(), &all[0].digest),
+        ("a/one", &m1.digest)
+    );
+    assert_eq!(all[0].body, m1.body);
+    assert_eq!(all[0].size, m1.body.len() as u64);
+    assert_eq!(all[0].sha256, m1.sha256);
+    assert_eq!(
+        (all[1].repo.as_str(), &all[1].digest),
+        ("b/two", &m2.digest)
+    );
+    let after_first = store
+        .walk_manifests(Some(("a/one".into(), m1.digest.clone())), 10)
+        .await
+        .unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].digest, m2.digest);
+}

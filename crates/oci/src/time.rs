@@ -54,11 +54,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 10m, 24h, 7d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         "ms" => return Ok(std::time::Duration::from_millis(n)),
         _ => {
             return Err(format!(
@@ -66,12 +66,47 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
             ));
         }
     };
+    let secs = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("duration {s:?} is too long"))?;
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// A duration for people, to its two largest units: `3d 4h`, `2h 5m`, `40s`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes, seconds) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_and_format() {
+        assert_eq!(parse_duration("24h").unwrap().as_secs(), 86400);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert!(
+            parse_duration("18446744073709551615d").is_err(),
+            "overflow is an error"
+        );
+        assert!(parse_duration("5 weeks").is_err());
+        let f = |s| format_duration(std::time::Duration::from_secs(s));
+        assert_eq!(f(40), "40s");
+        assert_eq!(f(125), "2m 5s");
+        assert_eq!(f(7500), "2h 5m");
+        assert_eq!(f(3 * 86400 + 4 * 3600 + 5), "3d 4h");
+    }
 
     #[test]
     fn civil_dates_round_trip() {

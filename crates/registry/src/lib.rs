@@ -15,6 +15,7 @@
 
 pub mod blobs;
 pub mod error;
+pub mod fsck;
 pub mod listing;
 pub mod manifests;
 pub mod session_id;

@@ -22,7 +22,7 @@ use stowage_oci::{Algorithm, Digest, Hasher};
 use tokio::sync::mpsc;
 
 use crate::fs_io::{UploadWriter, read_stream};
-use crate::{Appended, BlobRead, BlobStore, ByteStream, Op, OpObserver, StorageError};
+use crate::{Appended, BlobRead, BlobStore, ByteStream, Op, OpObserver, StorageError, StoredBlob};
 
 /// Read buffer when re-hashing stored upload bytes.
 const REHASH_BUF: usize = 1024 * 1024;
@@ -276,6 +276,17 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlob>, StorageError> {
+        let (root, after) = (self.root.join("blobs"), after.cloned());
+        blocking(move || Ok(crate::fs_walk::list(&root, after.as_ref(), limit)?))
+            .run()
+            .await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {

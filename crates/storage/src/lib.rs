@@ -9,13 +9,14 @@
 pub mod fs;
 mod fs_export;
 mod fs_io;
+mod fs_walk;
 #[cfg(any(test, feature = "testing"))]
 pub mod suite;
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -122,6 +123,16 @@ impl std::fmt::Debug for BlobRead {
     }
 }
 
+/// A blob as the store holds it (`BlobStore::list_blobs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    /// Its stored size.
+    pub size: u64,
+    /// How long it has been at its content address (as far as the backend can tell).
+    pub age: Duration,
+}
+
 /// Content-addressed blobs plus resumable upload files.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -136,6 +147,15 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// The stored size of a blob, if present.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+
+    /// Stored blobs whose digests sort (as text) after `after`, in that order, at most `limit`:
+    /// a page of a walk over everything the store holds, for the store checker and the garbage
+    /// collector. Blobs published or removed during a walk may or may not appear.
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlob>, StorageError>;
 
     /// Remove a blob's bytes (used by garbage collection only).
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;

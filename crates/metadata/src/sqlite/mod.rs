@@ -12,6 +12,7 @@
 
 mod auth_store;
 mod backup;
+mod inventory;
 mod schema;
 mod store;
 

@@ -26,7 +26,7 @@ fn ensure_repo(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-fn parse_digest(s: String) -> rusqlite::Result<Digest> {
+pub(super) fn parse_digest(s: String) -> rusqlite::Result<Digest> {
     s.parse().map_err(|e: stowage_oci::digest::DigestError| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
@@ -96,7 +96,7 @@ fn session_at(c: &Connection, id: &str) -> rusqlite::Result<Option<u64>> {
     })
 }
 
-fn digest_strings(digests: &[Digest]) -> Vec<String> {
+pub(super) fn digest_strings(digests: &[Digest]) -> Vec<String> {
     digests.iter().map(|d| d.to_string()).collect()
 }
 
@@ -504,6 +504,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
         crate::suite::run(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn passes_shared_inventory_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+        crate::suite::run_inventory(&store).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -5,8 +5,8 @@ use axum::body::Body;
 use axum::http::{Response, header};
 use futures_util::StreamExt;
 use stowage_oci::{Digest, RepoName};
-use stowage_registry::session_id::UploadId;
 use stowage_registry::blobs::BlobContent;
+use stowage_registry::session_id::UploadId;
 use stowage_registry::uploads::{ChunkRange, StartRequest, Started};
 
 use super::{body_stream, empty};

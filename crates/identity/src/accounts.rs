@@ -26,7 +26,7 @@ pub enum AccountError {
     #[error("{0}")]
     Conflict(String),
     #[error("store: {0}")]
-    Store(String),
+    Store(stowage_metadata::MetadataError),
     /// Randomness failed, or a background task died.
     #[error("{0}")]
     Internal(String),
@@ -41,7 +41,7 @@ impl From<stowage_auth::RandomError> for AccountError {
 type Result<T> = std::result::Result<T, AccountError>;
 
 fn store_err(e: stowage_metadata::MetadataError) -> AccountError {
-    AccountError::Store(e.to_string())
+    AccountError::Store(e)
 }
 
 /// A user as listed (no password hash).

@@ -20,20 +20,38 @@ use stowage_oci::{Algorithm, Digest};
 pub use auth::{AuthStore, RefreshRecord, SigningKeyRecord, TokenRecord, UserRecord};
 pub use inventory::{BlobEntry, Inventory, LinkEntry, ManifestEntry, TagEntry};
 
-/// Metadata failures. Everything here is an internal error to the client.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Metadata failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
     /// The store's disk is full: the write was rolled back.
     #[error("metadata store is full")]
     Full,
+    /// The store cannot be reached or is too busy right now, and nothing was changed (or a
+    /// change's outcome was lost with the connection): the same request may succeed later.
+    /// SQLite: `SQLITE_BUSY` or `SQLITE_LOCKED` still there after the busy timeout.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a broken store or a bug, not worth retrying.
     #[error("metadata store: {0}")]
     Backend(String),
+}
+
+impl MetadataError {
+    /// Whether a retry of the same request may succeed once the store is back.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MetadataError::Unavailable(_))
+    }
 }
 
 impl From<rusqlite::Error> for MetadataError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => MetadataError::Full,
+            // Another connection (a backup, `stowage user` on the store, a checkpoint) held
+            // the database past the busy timeout: it lets go eventually.
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                MetadataError::Unavailable(e.to_string())
+            }
             _ => MetadataError::Backend(e.to_string()),
         }
     }
@@ -189,4 +207,31 @@ pub trait MetadataStore: Inventory + Send + Sync + 'static {
     async fn secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>>;
     /// Upload ids not touched since `before` (unix seconds).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_held_by_another_connection_is_unavailable_not_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder
+            .execute_batch("CREATE TABLE t(x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let e = MetadataError::from(other.execute("INSERT INTO t VALUES (2)", []).unwrap_err());
+        assert!(e.is_transient(), "{e:?}");
+        holder.execute_batch("COMMIT").unwrap();
+        other.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let e = MetadataError::from(
+            other
+                .execute("INSERT INTO nope VALUES (2)", [])
+                .unwrap_err(),
+        );
+        assert!(matches!(e, MetadataError::Backend(_)), "{e:?}");
+    }
 }

@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-/// The error codes of the OCI distribution spec, plus the Docker-era `TAG_INVALID`.
+/// The error codes of the OCI distribution spec, plus the Docker-era `TAG_INVALID` and
+/// distribution's `UNAVAILABLE` (503: a backend is unreachable for a moment; the spec has no
+/// code for it, and clients that know distribution already recognise this one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     BlobUnknown,
@@ -23,6 +25,7 @@ pub enum ErrorCode {
     Unsupported,
     TooManyRequests,
     TagInvalid,
+    Unavailable,
     Internal,
 }
 
@@ -45,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::TagInvalid => "TAG_INVALID",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
@@ -68,6 +72,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
         }
     }
 }
@@ -118,5 +123,7 @@ mod tests {
         assert_eq!(ErrorCode::Unsupported.status(), 405);
         assert_eq!(ErrorCode::ManifestBlobUnknown.status(), 400);
         assert_eq!(ErrorCode::TooManyRequests.status(), 429);
+        assert_eq!(ErrorCode::Unavailable.status(), 503);
+        assert_eq!(ErrorCode::Unavailable.as_str(), "UNAVAILABLE");
     }
 }

@@ -68,6 +68,12 @@ pub enum Error {
         "the registry's storage is full; nothing was stored. Free space on the registry and retry"
     )]
     StorageFull,
+    /// A backend is unreachable or overloaded for a moment (a transient fault: timeout, lost
+    /// connection, a database busy past its timeout); the client should retry. The cause is
+    /// for the log only. Whether the operation took effect is unknown only when the backend
+    /// lost its answer, and every write path is safe to repeat.
+    #[error("the registry's storage is temporarily unavailable; retry shortly")]
+    Unavailable(String),
     /// An operation this registry has turned off.
     #[error("{0} is disabled on this registry")]
     Disabled(&'static str),
@@ -89,6 +95,7 @@ impl From<MetadataError> for Error {
     fn from(e: MetadataError) -> Error {
         match e {
             MetadataError::Full => Error::StorageFull,
+            MetadataError::Unavailable(cause) => Error::Unavailable(cause),
             other => Error::internal(other),
         }
     }
@@ -100,6 +107,7 @@ impl From<StorageError> for Error {
             StorageError::Body(io) => Error::Body(io.to_string()),
             StorageError::NotFound => Error::internal("stored data missing"),
             StorageError::Full => Error::StorageFull,
+            StorageError::Unavailable(cause) => Error::Unavailable(cause),
             StorageError::Io(e) => Error::internal(e),
         }
     }

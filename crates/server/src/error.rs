@@ -14,6 +14,9 @@ use stowage_oci::ErrorCode;
 use stowage_oci::error::error_body;
 use stowage_registry::Error as Domain;
 
+/// Seconds a client is asked to wait (`Retry-After`) after a transient backend fault.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 /// An error answer, ready to be rendered.
 #[derive(Debug)]
 pub struct Error {
@@ -157,6 +160,12 @@ impl From<Domain> for Error {
             }
             Domain::Body(_) => Error::new(ErrorCode::BlobUploadInvalid, message),
             Domain::StorageFull => Error::plain(507, message),
+            Domain::Unavailable(cause) => {
+                let mut e = Error::new(ErrorCode::Unavailable, message)
+                    .header("Retry-After", RETRY_AFTER_SECS.to_string());
+                e.internal = Some(cause);
+                e
+            }
             Domain::Disabled(_) => Error::new(ErrorCode::Unsupported, message),
             Domain::Internal(cause) => Error::internal(cause),
         }
@@ -172,7 +181,11 @@ impl From<stowage_metadata::MetadataError> for Error {
 /// Render `e` as a response. `head` omits the body (but keeps its length) for HEAD requests.
 pub fn render(e: &Error, head: bool) -> Response<Body> {
     if let Some(cause) = &e.internal {
-        tracing::error!(cause = %cause, "internal error");
+        if e.code == Some(ErrorCode::Unavailable) {
+            tracing::warn!(cause = %cause, "backend unavailable; answered 503");
+        } else {
+            tracing::error!(cause = %cause, "internal error");
+        }
     }
     // A code outside the spec's list must not appear in a JSON error body: such errors are
     // answered with their status and a plain-text message.
@@ -233,6 +246,29 @@ mod tests {
         assert_eq!(e.http_status(), 416);
         assert!(e.headers.contains(&("Range", "0-9".into())));
         assert_eq!(upload_range(0), "0-0");
+    }
+
+    #[test]
+    fn transient_faults_are_503_with_retry_after() {
+        let e: Error = Domain::from(stowage_metadata::MetadataError::Unavailable(
+            "database is locked at /secret".into(),
+        ))
+        .into();
+        assert_eq!(e.http_status(), 503);
+        assert!(!e.message.contains("secret"));
+        let r = render(&e, false);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let e: Error = Domain::from(stowage_storage::StorageError::from(std::io::Error::from(
+            std::io::ErrorKind::TimedOut,
+        )))
+        .into();
+        assert_eq!(e.code, Some(ErrorCode::Unavailable));
+        let e: Error = Domain::from(stowage_storage::StorageError::from(
+            std::io::Error::from_raw_os_error(5),
+        ))
+        .into();
+        assert_eq!(e.http_status(), 500, "EIO is damage, not a transient fault");
     }
 
     #[test]

@@ -58,15 +58,59 @@ pub enum StorageError {
     /// The backend is out of space (or quota).
     #[error("storage is full")]
     Full,
+    /// The backend cannot be reached or is overloaded right now (a timeout, a lost
+    /// connection, descriptors exhausted): the same request may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The backend itself failed.
     #[error("storage I/O: {0}")]
     Io(io::Error),
+}
+
+impl StorageError {
+    /// Whether a retry of the same request may succeed once the backend is back.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Unavailable(_))
+    }
+}
+
+/// Whether an I/O error of the filesystem is transient: it says the file system (a network or
+/// FUSE one, or the process's share of the kernel) could not serve the call right now, not that
+/// data is damaged. `EIO` is not: on a local disk it means the medium failed.
+pub fn io_is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::TimedOut
+            | K::WouldBlock
+            | K::Interrupted
+            | K::ResourceBusy
+            | K::StaleNetworkFileHandle
+            | K::NotConnected
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::ConnectionRefused
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+    ) {
+        return true;
+    }
+    let errno = rustix::io::Errno::from_io_error(e);
+    // Too many open files (process or system): passes as load drops. ENOMEM likewise.
+    errno.is_some_and(|n| {
+        n == rustix::io::Errno::MFILE
+            || n == rustix::io::Errno::NFILE
+            || n == rustix::io::Errno::NOMEM
+            || n == rustix::io::Errno::NOBUFS
+    })
 }
 
 impl From<io::Error> for StorageError {
     fn from(e: io::Error) -> StorageError {
         match e.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StorageError::Full,
+            _ if io_is_transient(&e) => StorageError::Unavailable(e.to_string()),
             _ => StorageError::Io(e),
         }
     }

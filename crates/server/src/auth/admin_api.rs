@@ -40,9 +40,8 @@ fn admin_error(e: AdminError) -> Error {
         AdminError::Account(AccountError::Conflict(m)) => {
             Error::new(ErrorCode::Denied, m).status(409)
         }
-        AdminError::Account(AccountError::Store(m) | AccountError::Internal(m)) => {
-            Error::internal(m)
-        }
+        AdminError::Account(AccountError::Store(e)) => Error::from(e),
+        AdminError::Account(AccountError::Internal(m)) => Error::internal(m),
     }
 }
 

@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use stowage_oci::{Algorithm, Digest, Hasher};
 use tokio::sync::mpsc;
 
+use crate::fs_hook::Hooks;
 use crate::fs_io::{UploadWriter, read_stream};
 use crate::{Appended, BlobRead, BlobStore, ByteStream, Op, OpObserver, StorageError, StoredBlob};
 
@@ -31,6 +32,7 @@ const REHASH_BUF: usize = 1024 * 1024;
 pub struct FsBlobStore {
     root: PathBuf,
     observer: Option<OpObserver>,
+    hooks: Hooks,
 }
 
 impl FsBlobStore {
@@ -41,7 +43,15 @@ impl FsBlobStore {
         Ok(FsBlobStore {
             root: root.to_path_buf(),
             observer: None,
+            hooks: Hooks::default(),
         })
+    }
+
+    /// Ask `hook` before every write, fsync, hard link and rename (tests: see `fs_hook`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_io_hook(mut self, hook: std::sync::Arc<dyn crate::fs_hook::IoHook>) -> FsBlobStore {
+        self.hooks.hook = Some(hook);
+        self
     }
 
     /// Report every durability-relevant operation to `observer` (tests).
@@ -70,17 +80,17 @@ impl FsBlobStore {
     }
 }
 
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
+pub(crate) fn sync_dir(path: &Path, hooks: &Hooks) -> io::Result<()> {
+    hooks.sync_dir(path)
 }
 
 /// Create `dir` and any missing parents, fsyncing each parent whose entries changed.
-pub(crate) fn create_dir_durable(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_dir_durable(dir: &Path, hooks: &Hooks) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dir_durable(parent)?;
+        create_dir_durable(parent, hooks)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {}
@@ -88,7 +98,7 @@ pub(crate) fn create_dir_durable(dir: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+        sync_dir(parent, hooks)?;
     }
     Ok(())
 }
@@ -96,7 +106,7 @@ pub(crate) fn create_dir_durable(dir: &Path) -> io::Result<()> {
 /// If the upload file is also a published blob (a crash came between publishing and the
 /// metadata commit, and the client resumes), appending in place would change the blob: copy its
 /// first `offset` bytes to a fresh file and put that in its place first.
-fn unshare_published(path: &Path, offset: u64) -> Result<(), StorageError> {
+fn unshare_published(path: &Path, offset: u64, hooks: &Hooks) -> Result<(), StorageError> {
     use std::os::unix::fs::MetadataExt;
     if fs::metadata(path)?.nlink() <= 1 {
         return Ok(());
@@ -108,8 +118,8 @@ fn unshare_published(path: &Path, offset: u64) -> Result<(), StorageError> {
     let mut src = File::open(path)?.take(offset);
     let mut dst = File::create(&tmp)?;
     io::copy(&mut src, &mut dst)?;
-    dst.sync_all()?;
-    fs::rename(&tmp, path)?;
+    hooks.sync_file(&dst, &tmp, false)?;
+    hooks.rename(&tmp, path)?;
     Ok(())
 }
 
@@ -124,6 +134,7 @@ struct AppendTarget {
     upload: String,
     uploads_dir: PathBuf,
     observer: Option<OpObserver>,
+    hooks: Hooks,
 }
 
 impl AppendTarget {
@@ -132,7 +143,7 @@ impl AppendTarget {
     fn open(&self) -> Result<UploadWriter, StorageError> {
         let created = !self.path.exists();
         if !created {
-            unshare_published(&self.path, self.offset)?;
+            unshare_published(&self.path, self.offset, &self.hooks)?;
         }
         let mut file = OpenOptions::new()
             .create(true)
@@ -150,13 +161,13 @@ impl AppendTarget {
             file.set_len(self.offset)?;
         }
         file.seek(SeekFrom::Start(self.offset))?;
-        Ok(UploadWriter::new(file, created))
+        Ok(UploadWriter::new(file, created).hooked(self.hooks.clone(), self.path.clone()))
     }
 
     /// Finish writing; with `durable`, fsync the data (and a new file's directory entry).
     fn close(&self, w: UploadWriter, len: u64) -> Result<u64, StorageError> {
         let created = w.created();
-        let file = w.finish()?;
+        let file = w.finish(self.offset)?;
         let note = |op| {
             if let Some(o) = &self.observer {
                 o(op)
@@ -168,12 +179,16 @@ impl AppendTarget {
             });
         }
         if self.durable {
-            file.sync_data()?;
+            if let Err(e) = self.hooks.sync_file(&file, &self.path, true) {
+                // Nothing past the acknowledged offset can be trusted now: drop it at once.
+                let _ = file.set_len(self.offset);
+                return Err(e.into());
+            }
             note(Op::FileSync {
                 upload: self.upload.clone(),
             });
             if created {
-                sync_dir(&self.uploads_dir)?;
+                sync_dir(&self.uploads_dir, &self.hooks)?;
             }
         }
         Ok(len)
@@ -312,6 +327,7 @@ impl BlobStore for FsBlobStore {
             upload: id.to_string(),
             uploads_dir: self.root.join("uploads"),
             observer: self.observer.clone(),
+            hooks: self.hooks.clone(),
         };
         // Gather the start of the body: a small one (configs, small layers, manifests' blobs)
         // is hashed and written by a single blocking task; a larger one streams through two.
@@ -405,6 +421,7 @@ impl BlobStore for FsBlobStore {
         let src = self.upload_path(id)?;
         let dst = self.blob_path(digest);
         let observer = self.observer.clone();
+        let hooks = self.hooks.clone();
         let (upload, dstr) = (id.to_string(), digest.to_string());
         blocking(move || {
             let file = match File::open(&src) {
@@ -416,7 +433,7 @@ impl BlobStore for FsBlobStore {
                 }
                 Err(e) => return Err(e.into()),
             };
-            file.sync_all()?;
+            hooks.sync_file(&file, &src, false)?;
             let note = |op| {
                 if let Some(o) = &observer {
                     o(op)
@@ -426,10 +443,10 @@ impl BlobStore for FsBlobStore {
                 upload: upload.clone(),
             });
             let dir = dst.parent().expect("blob path has a parent");
-            create_dir_durable(dir)?;
+            create_dir_durable(dir, &hooks)?;
             // A hard link publishes atomically, like a rename, but keeps the upload file until the
             // metadata commit: a crash in between leaves the session resumable.
-            match fs::hard_link(&src, &dst) {
+            match hooks.hard_link(&src, &dst) {
                 Ok(()) => {}
                 // Content-addressed: an existing blob file already holds exactly these bytes.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -439,7 +456,7 @@ impl BlobStore for FsBlobStore {
                 upload,
                 digest: dstr.clone(),
             });
-            sync_dir(dir)?;
+            sync_dir(dir, &hooks)?;
             note(Op::DirSync { digest: dstr });
             Ok(())
         })

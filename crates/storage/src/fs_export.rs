@@ -14,6 +14,7 @@ use stowage_oci::{Digest, Hasher};
 
 use crate::StorageError;
 use crate::fs::{FsBlobStore, create_dir_durable, sync_dir};
+use crate::fs_hook::Hooks;
 
 /// Copy buffer.
 const BUF: usize = 1024 * 1024;
@@ -43,7 +44,7 @@ impl FsBlobStore {
             Err(e) => return Err(e.into()),
         };
         let dir = to.parent().ok_or(StorageError::NotFound)?;
-        create_dir_durable(dir)?;
+        create_dir_durable(dir, &Hooks::default())?;
         let mut tmp_name = to.as_os_str().to_owned();
         tmp_name.push(".partial");
         let tmp = std::path::PathBuf::from(tmp_name);
@@ -86,7 +87,7 @@ impl FsBlobStore {
             }
             out.sync_all()?;
             fs::rename(&tmp, &to)?;
-            sync_dir(dir)?;
+            sync_dir(dir, &Hooks::default())?;
             Ok(copied)
         })();
         if result.is_err() {

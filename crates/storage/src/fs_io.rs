@@ -3,7 +3,7 @@
 //! that hands the kernel's copy straight to the response.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::fs_hook::Hooks;
 use crate::{ByteStream, StorageError};
 
 /// Chunks smaller than this are gathered before a `write` (fewer syscalls); larger ones are
@@ -34,6 +35,8 @@ pub struct UploadWriter {
     gather: Vec<u8>,
     since_flush: u64,
     flusher: Option<(SyncSender<()>, JoinHandle<io::Result<()>>)>,
+    hooks: Hooks,
+    path: PathBuf,
 }
 
 impl UploadWriter {
@@ -44,7 +47,16 @@ impl UploadWriter {
             gather: Vec::new(),
             since_flush: 0,
             flusher: None,
+            hooks: Hooks::default(),
+            path: PathBuf::new(),
         }
+    }
+
+    /// Route every write through the store's I/O hooks (`path` names the file for them).
+    pub(crate) fn hooked(mut self, hooks: Hooks, path: PathBuf) -> UploadWriter {
+        self.hooks = hooks;
+        self.path = path;
+        self
     }
 
     /// Whether the file was created for this append.
@@ -56,7 +68,7 @@ impl UploadWriter {
     pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         if chunk.len() >= SMALL_CHUNK {
             self.drain()?;
-            self.file.write_all(chunk)?;
+            self.hooks.write_all(&mut self.file, &self.path, chunk)?;
         } else {
             self.gather.extend_from_slice(chunk);
             if self.gather.len() >= GATHER {
@@ -73,7 +85,8 @@ impl UploadWriter {
 
     fn drain(&mut self) -> io::Result<()> {
         if !self.gather.is_empty() {
-            self.file.write_all(&self.gather)?;
+            self.hooks
+                .write_all(&mut self.file, &self.path, &self.gather)?;
             self.gather.clear();
         }
         Ok(())
@@ -117,9 +130,14 @@ impl UploadWriter {
         let _ = self.file.set_len(len);
     }
 
-    /// Write what is gathered, stop the flusher, and return the file.
-    pub fn finish(mut self) -> io::Result<File> {
-        self.drain()?;
+    /// Write what is gathered, stop the flusher, and return the file. When the last write
+    /// fails (a full disk, an I/O error), the file is cut back to `undo_to` first, as
+    /// [`UploadWriter::abandon`] does.
+    pub fn finish(mut self, undo_to: u64) -> io::Result<File> {
+        if let Err(e) = self.drain() {
+            self.abandon(undo_to);
+            return Err(e);
+        }
         if let Some((tx, handle)) = self.flusher.take() {
             drop(tx);
             handle
@@ -266,7 +284,7 @@ mod tests {
             w.write(&chunk).unwrap();
             want.extend_from_slice(&chunk);
         }
-        w.finish().unwrap();
+        w.finish(0).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), want);
     }
 }

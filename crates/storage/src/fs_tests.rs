@@ -184,3 +184,6 @@ async fn truncated_blob_file_ends_the_stream_with_an_error() {
         .unwrap();
     assert_eq!(&head[..], &big[..3]);
 }
+
+#[path = "fs_hook_tests.rs"]
+mod hook;

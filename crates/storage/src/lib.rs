@@ -8,10 +8,15 @@
 
 pub mod fs;
 mod fs_export;
+mod fs_hook;
 mod fs_io;
 mod fs_walk;
 #[cfg(any(test, feature = "testing"))]
 pub mod suite;
+
+/// The filesystem backend's I/O fault hook (tests only).
+#[cfg(any(test, feature = "testing"))]
+pub use fs_hook::{IoFault, IoHook, IoPoint};
 
 use std::io;
 use std::pin::Pin;

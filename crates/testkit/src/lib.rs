@@ -6,13 +6,16 @@
 //! clients (`skopeo`, `podman`, `containerd`, a private `docker` engine, via `tools`), with
 //! `tls` making them trust an HTTPS registry's CA; running stowage's own client commands with
 //! isolated credentials (`client`); and the one raw HTTP client: byte-exact one-shot requests,
-//! wire-level HTTP/1.1 and HTTP/2 connections and a connection-counting proxy (`wire`). It must never be a
+//! wire-level HTTP/1.1 and HTTP/2 connections and a connection-counting proxy (`wire`); and fault
+//! injection (`fault`: seeded fault plans, wrapped stores, the filesystem I/O hook's driver and a
+//! network fault proxy). It must never be a
 //! dependency of production code.
 
 pub mod client;
 pub mod containerd;
 pub mod distribution;
 pub mod docker;
+pub mod fault;
 pub mod image;
 pub mod podman;
 pub mod server;

@@ -342,7 +342,13 @@ impl Registry {
         content_length: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<()> {
-        let (up, _busy) = self.claim(repo, id, owner).await?;
+        let (up, _busy) = match self.claim(repo, id, owner).await {
+            Err(Error::UploadUnknown) if self.finished_as(repo, id, owner, digest).await? => {
+                // A retry of a final PUT whose answer was lost: the blob is there.
+                return Ok(());
+            }
+            claimed => claimed?,
+        };
         Self::check_range(&up, range, content_length)?;
         let hasher = self.hasher_at(&up, up.algorithm).await?;
         let body = body.unwrap_or_else(|| Box::pin(futures_util::stream::empty()));
@@ -365,6 +371,32 @@ impl Registry {
             }
         }
         result
+    }
+
+    /// Whether session `id` (genuinely this repository's and owner's) has ended and `digest`
+    /// is linked in the repository: then a repeated final PUT (the client retrying after the
+    /// first answer was lost on the way) has nothing left to do, and 201 is the truth.
+    async fn finished_as(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        owner: &str,
+        digest: &Digest,
+    ) -> Result<bool> {
+        if session_id::verify(self.session_key().await?, id, repo.as_str(), owner).is_none() {
+            return Ok(false);
+        }
+        let ended = self
+            .meta
+            .get_upload(id.as_str())
+            .await?
+            .is_some_and(|u| u.ended && u.repo == repo.as_str());
+        Ok(ended
+            && self
+                .meta
+                .blob_in_repo(repo.as_str(), digest)
+                .await?
+                .is_some())
     }
 
     /// Append the last bytes, verify the digest, make the blob durable and visible, link it.
@@ -435,7 +467,11 @@ impl Registry {
                 ..up
             })
             .await?;
-        self.blobs.upload_abort(id.as_str()).await?;
+        // The session is ended (committed above): its bytes are only clutter now, and the
+        // purge removes upload files of ended sessions if this fails.
+        if let Err(e) = self.blobs.upload_abort(id.as_str()).await {
+            tracing::warn!(upload = %id, error = %e, "could not remove a cancelled upload's file; the purge will");
+        }
         Ok(())
     }
 

@@ -201,6 +201,24 @@ pub fn app_state(config: &Config, registry: Registry) -> AppState {
     }
 }
 
+/// The application state over stores the caller built (wrapped for fault injection, or
+/// another backend), with the identity service over `auth` when the configuration turns
+/// authentication on. No background tasks are started (no purge, no auth reload): the caller
+/// drives what it needs.
+pub async fn open_with(
+    config: &Config,
+    blobs: Arc<dyn stowage_storage::BlobStore>,
+    meta: Arc<dyn stowage_metadata::MetadataStore>,
+    auth: Option<Arc<dyn AuthStore>>,
+) -> Result<AppState, ServeError> {
+    let registry = Registry::new(blobs, meta, config.registry_settings());
+    let mut state = app_state(config, registry);
+    if let (true, Some(store)) = (config.auth.enabled, auth) {
+        state.auth = Some(Auth::open(&config.auth, store).await?);
+    }
+    Ok(state)
+}
+
 /// The axum application: every request goes through [`dispatch`].
 pub fn router(state: AppState) -> Router {
     Router::new().fallback(dispatch).with_state(state)

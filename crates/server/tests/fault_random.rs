@@ -51,7 +51,13 @@ impl Run {
             "seed {} (replay with STOWAGE_FAULT_SEED={}); last faults: {:?}",
             self.seed,
             self.seed,
-            self.rig.plan.injected().iter().rev().take(6).collect::<Vec<_>>()
+            self.rig
+                .plan
+                .injected()
+                .iter()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
         )
     }
 
@@ -65,7 +71,11 @@ impl Run {
         let retry_after = r.headers().contains_key("retry-after");
         let body = r.text().await.unwrap_or_default();
         match status {
-            503 => assert!(retry_after, "{what}: 503 without Retry-After; {}", self.ctx()),
+            503 => assert!(
+                retry_after,
+                "{what}: 503 without Retry-After; {}",
+                self.ctx()
+            ),
             507 => {}
             _ => panic!("{what}: unexpected {status}: {body}; {}", self.ctx()),
         }
@@ -81,10 +91,19 @@ impl Run {
     async fn session(&mut self, repo: &str) -> Option<String> {
         for _ in 0..ATTEMPTS {
             let r = self
-                .send(self.rig.http.post(format!("{}/v2/{repo}/blobs/uploads/", self.rig.url)), "POST")
+                .send(
+                    self.rig
+                        .http
+                        .post(format!("{}/v2/{repo}/blobs/uploads/", self.rig.url)),
+                    "POST",
+                )
                 .await;
             if r.status() == 202 {
-                return Some(format!("{}{}", self.rig.url, r.headers()["location"].to_str().unwrap()));
+                return Some(format!(
+                    "{}{}",
+                    self.rig.url,
+                    r.headers()["location"].to_str().unwrap()
+                ));
             }
             self.check_failure(r, "POST session").await;
         }
@@ -103,7 +122,11 @@ impl Run {
     async fn finish(&mut self, loc: &str, d: &Digest, last: &[u8], at: usize) -> bool {
         let sep = if loc.contains('?') { '&' } else { '?' };
         for _ in 0..ATTEMPTS {
-            let mut req = self.rig.http.put(format!("{loc}{sep}digest={d}")).body(last.to_vec());
+            let mut req = self
+                .rig
+                .http
+                .put(format!("{loc}{sep}digest={d}"))
+                .body(last.to_vec());
             if !last.is_empty() {
                 req = req.header("Content-Range", format!("{at}-{}", at + last.len() - 1));
             }
@@ -124,7 +147,9 @@ impl Run {
     async fn push_monolithic(&mut self, repo: &str) {
         let data = self.data();
         let d = Digest::of(Algorithm::Sha256, &data);
-        let Some(loc) = self.session(repo).await else { return self.gave_up += 1 };
+        let Some(loc) = self.session(repo).await else {
+            return self.gave_up += 1;
+        };
         if self.finish(&loc, &d, &data, 0).await {
             self.ack_blob(repo, d, data);
         } else {
@@ -137,7 +162,9 @@ impl Run {
         let d = Digest::of(Algorithm::Sha256, &data);
         for _ in 0..ATTEMPTS {
             let url = format!("{}/v2/{repo}/blobs/uploads/?digest={d}", self.rig.url);
-            let r = self.send(self.rig.http.post(url).body(data.clone()), "single POST").await;
+            let r = self
+                .send(self.rig.http.post(url).body(data.clone()), "single POST")
+                .await;
             if r.status() == 201 {
                 return self.ack_blob(repo, d, data);
             }
@@ -152,7 +179,9 @@ impl Run {
             data.extend_from_slice(b"pad!");
         }
         let d = Digest::of(Algorithm::Sha256, &data);
-        let Some(loc) = self.session(repo).await else { return self.gave_up += 1 };
+        let Some(loc) = self.session(repo).await else {
+            return self.gave_up += 1;
+        };
         let step = data.len().div_ceil(1 + self.rng.below(3) as usize).max(2);
         let mut offset = 0;
         let mut failures = 0;
@@ -172,7 +201,12 @@ impl Run {
                 416 if failures > 0 => {
                     let range = r.headers()["range"].to_str().unwrap().to_string();
                     let held: usize = range.trim_start_matches("0-").parse().unwrap();
-                    assert_eq!(held + 1, end, "PATCH retry: session at {range}; {}", self.ctx());
+                    assert_eq!(
+                        held + 1,
+                        end,
+                        "PATCH retry: session at {range}; {}",
+                        self.ctx()
+                    );
                     offset = end;
                 }
                 _ => {
@@ -203,9 +237,14 @@ impl Run {
     }
 
     async fn mount(&mut self, repo: &str) {
-        let Some((from, d)) = self.some_blob(None) else { return };
+        let Some((from, d)) = self.some_blob(None) else {
+            return;
+        };
         for _ in 0..ATTEMPTS {
-            let url = format!("{}/v2/{repo}/blobs/uploads/?mount={d}&from={from}", self.rig.url);
+            let url = format!(
+                "{}/v2/{repo}/blobs/uploads/?mount={d}&from={from}",
+                self.rig.url
+            );
             let r = self.send(self.rig.http.post(url), "mount").await;
             if r.status() == 201 {
                 let data = self.blobs[&(from.clone(), d.clone())].clone();
@@ -223,7 +262,9 @@ impl Run {
                 parts.push(b.1);
             }
         }
-        let Some(config) = parts.first().cloned() else { return };
+        let Some(config) = parts.first().cloned() else {
+            return;
+        };
         let size = |d: &Digest| self.blobs[&(repo.to_string(), d.clone())].len();
         let layers: Vec<String> = parts[1..]
             .iter()
@@ -264,7 +305,12 @@ impl Run {
     async fn delete(&mut self, path: &str, what: &str) -> bool {
         let mut failed = false;
         for _ in 0..ATTEMPTS {
-            let r = self.send(self.rig.http.delete(format!("{}{path}", self.rig.url)), what).await;
+            let r = self
+                .send(
+                    self.rig.http.delete(format!("{}{path}", self.rig.url)),
+                    what,
+                )
+                .await;
             match r.status().as_u16() {
                 202 => return true,
                 404 if failed => return true,
@@ -283,18 +329,27 @@ impl Run {
                 let tag = self.pick(&TAGS).to_string();
                 let key = (repo.to_string(), tag.clone());
                 if self.tags.contains_key(&key) {
-                    let done = self.delete(&format!("/v2/{repo}/manifests/{tag}"), "tag DELETE").await;
+                    let done = self
+                        .delete(&format!("/v2/{repo}/manifests/{tag}"), "tag DELETE")
+                        .await;
                     self.tags.remove(&key);
                     self.acks += usize::from(done);
                 }
             }
             1 => {
-                let ms: Vec<_> = self.manifests.iter().filter(|(r, _)| r == repo).cloned().collect();
+                let ms: Vec<_> = self
+                    .manifests
+                    .iter()
+                    .filter(|(r, _)| r == repo)
+                    .cloned()
+                    .collect();
                 if ms.is_empty() {
                     return;
                 }
                 let (_, md) = self.pick(&ms).clone();
-                let done = self.delete(&format!("/v2/{repo}/manifests/{md}"), "manifest DELETE").await;
+                let done = self
+                    .delete(&format!("/v2/{repo}/manifests/{md}"), "manifest DELETE")
+                    .await;
                 self.manifests.remove(&(repo.to_string(), md.clone()));
                 self.tags.retain(|(r, _), d| !(r == repo && *d == md));
                 self.acks += usize::from(done);
@@ -310,7 +365,9 @@ impl Run {
                     return;
                 }
                 let (_, d) = self.pick(&free).clone();
-                let done = self.delete(&format!("/v2/{repo}/blobs/{d}"), "blob DELETE").await;
+                let done = self
+                    .delete(&format!("/v2/{repo}/blobs/{d}"), "blob DELETE")
+                    .await;
                 self.blobs.remove(&(repo.to_string(), d));
                 self.acks += usize::from(done);
             }
@@ -318,7 +375,9 @@ impl Run {
     }
 
     async fn read_something(&mut self) {
-        let Some(key) = self.some_blob(None) else { return };
+        let Some(key) = self.some_blob(None) else {
+            return;
+        };
         let url = format!("{}/v2/{}/blobs/{}", self.rig.url, key.0, key.1);
         let r = self.send(self.rig.http.get(url), "blob GET").await;
         if r.status() != 200 {
@@ -327,7 +386,13 @@ impl Run {
         }
         // A read whose backend connection dropped ends early: the client sees the error.
         if let Ok(got) = r.bytes().await {
-            assert_eq!(&got[..], &self.blobs[&key][..], "blob GET {}; {}", key.1, self.ctx());
+            assert_eq!(
+                &got[..],
+                &self.blobs[&key][..],
+                "blob GET {}; {}",
+                key.1,
+                self.ctx()
+            );
         }
     }
 
@@ -351,11 +416,26 @@ impl Run {
         self.rig.assert_consistent().await;
         for ((repo, d), data) in &self.blobs {
             let r = self
-                .send(self.rig.http.get(format!("{}/v2/{repo}/blobs/{d}", self.rig.url)), "verify GET")
+                .send(
+                    self.rig
+                        .http
+                        .get(format!("{}/v2/{repo}/blobs/{d}", self.rig.url)),
+                    "verify GET",
+                )
                 .await;
-            assert_eq!(r.status(), 200, "acknowledged blob {repo}@{d} is gone; {}", self.ctx());
+            assert_eq!(
+                r.status(),
+                200,
+                "acknowledged blob {repo}@{d} is gone; {}",
+                self.ctx()
+            );
             let got = r.bytes().await.unwrap();
-            assert_eq!(Digest::of(Algorithm::Sha256, &got), *d, "{repo}@{d}; {}", self.ctx());
+            assert_eq!(
+                Digest::of(Algorithm::Sha256, &got),
+                *d,
+                "{repo}@{d}; {}",
+                self.ctx()
+            );
             assert_eq!(&got[..], &data[..]);
         }
         for ((repo, tag), md) in &self.tags {
@@ -368,8 +448,18 @@ impl Run {
                     "verify HEAD",
                 )
                 .await;
-            assert_eq!(r.status(), 200, "acknowledged tag {repo}:{tag} is gone; {}", self.ctx());
-            assert_eq!(r.headers()["docker-content-digest"], md.as_str(), "{repo}:{tag}; {}", self.ctx());
+            assert_eq!(
+                r.status(),
+                200,
+                "acknowledged tag {repo}:{tag} is gone; {}",
+                self.ctx()
+            );
+            assert_eq!(
+                r.headers()["docker-content-digest"],
+                md.as_str(),
+                "{repo}:{tag}; {}",
+                self.ctx()
+            );
         }
     }
 }
@@ -390,7 +480,10 @@ async fn a_thousand_operations_at_five_percent_faults() {
             Fault::Full,
             Fault::LostConnection,
             Fault::Latency(Duration::from_millis(3)),
-            Fault::Io(IoFault::Partial { keep: 7, errno: ETIMEDOUT }),
+            Fault::Io(IoFault::Partial {
+                keep: 7,
+                errno: ETIMEDOUT,
+            }),
             Fault::Io(IoFault::AfterEffect(ETIMEDOUT)),
         ],
     );
@@ -416,7 +509,16 @@ async fn a_thousand_operations_at_five_percent_faults() {
         run.acks,
         run.gave_up
     );
-    assert!(injected > 100, "only {injected} faults injected; {}", run.ctx());
-    assert!(run.acks > OPS / 2, "only {} operations acknowledged; {}", run.acks, run.ctx());
+    assert!(
+        injected > 100,
+        "only {injected} faults injected; {}",
+        run.ctx()
+    );
+    assert!(
+        run.acks > OPS / 2,
+        "only {} operations acknowledged; {}",
+        run.acks,
+        run.ctx()
+    );
     run.verify().await;
 }

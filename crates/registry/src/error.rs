@@ -68,6 +68,12 @@ pub enum Error {
         "the registry's storage is full; nothing was stored. Free space on the registry and retry"
     )]
     StorageFull,
+    /// The caller already has as many live upload sessions as it may; the limit is for the
+    /// message.
+    #[error(
+        "too many upload sessions in progress for this user: at most {limit} at once (limits.max_uploads_per_principal); finish or cancel some, or wait for abandoned ones to be purged"
+    )]
+    TooManyUploads { limit: u64 },
     /// An operation this registry has turned off.
     #[error("{0} is disabled on this registry")]
     Disabled(&'static str),

@@ -111,6 +111,9 @@ impl fmt::Display for Error {
     }
 }
 
+/// `Retry-After` (seconds) when a user has too many upload sessions open.
+const UPLOADS_RETRY_AFTER: u64 = 10;
+
 /// The `Range` header of an upload session holding `offset` bytes (distribution answers `0-0`
 /// for an empty session, and clients expect that form).
 pub fn upload_range(offset: u64) -> String {
@@ -158,6 +161,10 @@ impl From<Domain> for Error {
             Domain::Body(_) => Error::new(ErrorCode::BlobUploadInvalid, message),
             Domain::StorageFull => Error::plain(507, message),
             Domain::Disabled(_) => Error::new(ErrorCode::Unsupported, message),
+            // Sessions end when their pushes finish: a short wait is usually enough.
+            Domain::TooManyUploads { limit } => Error::new(ErrorCode::TooManyRequests, message)
+                .detail(serde_json::json!({ "limit": limit }))
+                .header("Retry-After", UPLOADS_RETRY_AFTER.to_string()),
             Domain::Internal(cause) => Error::internal(cause),
         }
     }

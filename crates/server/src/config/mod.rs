@@ -331,6 +331,7 @@ impl Config {
                 .unwrap_or_else(crate::limits::default_max_connections),
             drain: l.drain,
             body_idle_timeout: self.body_idle_timeout,
+            max_header_size: l.max_header_size,
         }
     }
 

@@ -326,7 +326,6 @@ struct Connection {
     alive: mpsc::Sender<()>,
 }
 
-
 impl Connection {
     async fn run(self, stream: TcpStream) {
         let Connection {

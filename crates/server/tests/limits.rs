@@ -237,7 +237,9 @@ async fn partial_heads_over_https_get_408() {
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
     let mut got = Vec::new();
     tokio::time::timeout(SOON, tls.read_to_end(&mut got))
         .await

@@ -2,7 +2,8 @@
 //!
 //! `stowage serve` runs the registry; `stowage config check` validates a configuration file;
 //! `stowage user` and `stowage token` manage accounts (see `accounts_cmd`); `stowage backup`
-//! copies a data directory consistently (see `backup_cmd`).
+//! copies a data directory consistently (see `backup_cmd`); `stowage fsck` checks a store
+//! (see `fsck_cmd`).
 //! Configuration is layered defaults -> file (`--config` / `STOWAGE_CONFIG`) -> environment
 //! and flags (each flag has a `STOWAGE_*` variable; an explicit flag wins over the variable).
 
@@ -32,6 +33,7 @@ mod accounts_cmd;
 mod backup_cmd;
 mod client_cmd;
 mod failure;
+mod fsck_cmd;
 mod inspect_cmd;
 mod net;
 mod progress;
@@ -163,6 +165,9 @@ enum Command {
     },
     /// Back up a registry's data directory (consistent, also while a server runs) into DEST.
     Backup(backup_cmd::BackupArgs),
+    /// Check a registry's store: tags, manifests, links and blob bytes agree (--deep re-hashes
+    /// every blob). Exit 0: consistent; 1: integrity errors; 2: usage error.
+    Fsck(fsck_cmd::FsckArgs),
     /// Manage users (on a store with --data/--config, or a server with --server).
     User {
         #[command(subcommand)]
@@ -377,6 +382,7 @@ fn main() -> ExitCode {
             net,
         } => run_client(&net, client_cmd::unpack(&net, &reference, &dir, &platform)),
         Command::Backup(args) => failure::exit(backup_cmd::backup(&args)),
+        Command::Fsck(args) => failure::exit(fsck_cmd::fsck(&args)),
         Command::User { command, target } => {
             finish(runtime().and_then(|rt| rt.block_on(accounts_cmd::user(command, &target))))
         }

@@ -70,6 +70,25 @@ pub struct Config {
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
+    pub gc: GcConfig,
+}
+
+/// `[gc]`: what the store checker (and the garbage collector to come) may treat as garbage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Blob bytes without a record, and upload files without a live session, are in flight
+    /// until they are this old; only then are they orphans.
+    #[serde(deserialize_with = "de_duration")]
+    pub grace: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// `[log]`
@@ -182,6 +201,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -297,6 +317,11 @@ impl Config {
         }
         if self.uploads.purge_interval.is_zero() {
             check(Err("uploads.purge_interval must be positive".into()));
+        }
+        if self.gc.grace < Duration::from_secs(3600) {
+            check(Err(
+                "gc.grace must be at least 1h: bytes younger than it may belong to a push in progress".into(),
+            ));
         }
         check(self.limits.check());
         out.extend(self.auth.problems());
@@ -476,6 +501,8 @@ max_name_length = 100
 max_tag_length = 64
 anonymous_rate = 2.5
 anonymous_burst = 10
+[gc]
+grace = "36h"
 "#,
         )
         .unwrap();
@@ -500,6 +527,7 @@ anonymous_burst = 10
             (16384, 100, 64)
         );
         assert_eq!((q.anonymous_rate, q.anonymous_burst), (2.5, 10));
+        assert_eq!(c.gc.grace, Duration::from_secs(36 * 3600));
     }
 
     #[test]

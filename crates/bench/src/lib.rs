@@ -7,6 +7,7 @@
 //! - `workloads`: the workloads, identical for both registries.
 //! - `report`: the comparison table and the targets.
 //! - `scale`: Stowage-only checks of memory, parallelism and start-up at scale.
+//! - `soak`: the long mixed run with auth and HTTPS, optionally killing the server (`soak`).
 //! - `run` (here): one registry through every workload, collecting [`Figures`].
 //!
 //! The load comes from `stowage-client`, the protocol core Stowage's own client is built on.
@@ -16,6 +17,7 @@ pub mod data;
 pub mod procs;
 pub mod report;
 pub mod scale;
+pub mod soak;
 pub mod stats;
 pub mod workloads;
 

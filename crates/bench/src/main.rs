@@ -1,4 +1,5 @@
-//! `stowage-bench [--quick] [--no-scale] [--auth] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]`:
+//! `stowage-bench [--quick] [--no-scale] [--auth] [--stowage-bin PATH] [--distribution-bin PATH] [--only stowage]`
+//! (or `stowage-bench soak ...`, the long run of `bench/soak`, see `soak`):
 //! measure the machine's ceilings, run every workload against Stowage (with `--auth`: token
 //! authentication on, every request carrying a bearer JWT) and then against CNCF
 //! distribution, and print the comparison table. `bench/run` installs what is missing, builds
@@ -67,6 +68,16 @@ fn parse_args() -> Result<Args> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("soak") {
+        let bin = std::env::current_exe()?
+            .parent()
+            .context("exe dir")?
+            .join("stowage");
+        let soak = stowage_bench::soak::parse_args(&argv[1..], bin)?;
+        let passed = stowage_bench::soak::run(soak).await?;
+        std::process::exit(if passed { 0 } else { 1 });
+    }
     let args = parse_args()?;
     let work = tempfile::Builder::new().prefix("stowage-bench").tempdir()?;
     eprintln!(

@@ -52,7 +52,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_returns_after_large_manifest_puts() {
-    let reg = Reg::start();
+    // Past the default `limits.max_manifest_descriptors` (10,000): this test is about parsing
+    // such bodies, and about the blob lookups behind them.
+    let reg = Reg::start_with_config("[limits]\nmax_manifest_descriptors = 50000\n");
     let pid = reg.server.pid().expect("server pid");
     let body = huge_manifest(37_000);
     assert!(

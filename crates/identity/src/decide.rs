@@ -200,6 +200,12 @@ impl Principal {
         }
     }
 
+    /// Whether the caller is nobody in particular: no credential, or a token issued to no one
+    /// (authentication off counts too).
+    pub fn is_anonymous(&self) -> bool {
+        self.cred == Cred::Anonymous
+    }
+
     /// Who owns upload sessions this caller opens.
     pub fn owner(&self) -> String {
         self.cred.subject().to_string()

@@ -113,6 +113,28 @@ pub struct Upload {
     /// Unix seconds.
     pub created: i64,
     pub updated: i64,
+    /// Who opened the session: the authenticated subject, empty without authentication.
+    pub owner: String,
+}
+
+/// A bound on the live upload sessions of one owner, applied when a session gets its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCap {
+    /// Live sessions an owner may have.
+    pub max_open: u64,
+    /// Sessions not updated since this (unix seconds) are abandoned and not counted.
+    pub live_since: i64,
+}
+
+/// What [`MetadataStore::advance_upload_capped`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// The offset moved.
+    Done,
+    /// The session no longer held the offset the caller started from, or ended.
+    Moved,
+    /// The session had no row yet and its owner already has `open` live sessions.
+    Full { open: u64 },
 }
 
 /// What became of a manifest delete.
@@ -198,6 +220,19 @@ pub trait MetadataStore: Inventory + Send + Sync + 'static {
     /// session's offset advances, so two writers racing on one session never both succeed.
     /// False (and nothing changed) when the session moved, ended or never started at `from`.
     async fn advance_upload(&self, upload: &Upload, from: u64) -> Result<bool>;
+    /// [`MetadataStore::advance_upload`], except that a session getting its row now (its
+    /// first acknowledged chunk) is refused with [`Advance::Full`] when its owner already has
+    /// `cap.max_open` live sessions (rows not ended, updated at or after `cap.live_since`),
+    /// counted in the same transaction, so concurrent first chunks on any instance never
+    /// exceed the cap. Sessions with an empty owner are never counted or refused.
+    async fn advance_upload_capped(
+        &self,
+        upload: &Upload,
+        from: u64,
+        cap: SessionCap,
+    ) -> Result<Advance>;
+    /// The live sessions of `owner` (rows not ended, updated at or after `live_since`).
+    async fn open_uploads(&self, owner: &str, live_since: i64) -> Result<u64>;
     /// Find an upload session.
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
     /// Forget an upload session.

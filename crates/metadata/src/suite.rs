@@ -3,7 +3,7 @@
 
 use stowage_oci::{Algorithm, Digest};
 
-use crate::{MetadataStore, NewManifest, Upload};
+use crate::{Advance, MetadataStore, NewManifest, SessionCap, Upload};
 
 fn manifest(body: &str, subject: Option<&Digest>, artifact_type: Option<&str>) -> NewManifest {
     let d = Digest::of(Algorithm::Sha256, body.as_bytes());
@@ -50,6 +50,7 @@ pub async fn run(store: &dyn MetadataStore) {
         ended: false,
         created: 10,
         updated: 10,
+        owner: "alice".into(),
     };
     store.save_upload(&up).await.unwrap();
     assert_eq!(store.get_upload("u1").await.unwrap(), Some(up.clone()));
@@ -130,6 +131,7 @@ pub async fn run(store: &dyn MetadataStore) {
         "ended for good"
     );
     store.delete_upload("u2").await.unwrap();
+    session_caps(store).await;
     assert!(store.finish_upload(None, "b", &blob, 4).await.unwrap());
     assert_eq!(store.blob_in_repo("b", &blob).await.unwrap(), Some(4));
     assert!(store.unlink_blob("b", &blob).await.unwrap());
@@ -421,4 +423,107 @@ pub async fn run_inventory(store: &dyn MetadataStore) {
         .unwrap();
     assert_eq!(after_first.len(), 1);
     assert_eq!(after_first[0].digest, m2.digest);
+}
+
+/// The live sessions of an owner are counted in the store, and a session's first chunk is
+/// refused when its owner is at the cap; ended, stale and other owners' sessions do not count,
+/// and sessions without an owner are never capped.
+async fn session_caps(store: &dyn MetadataStore) {
+    let cap = SessionCap {
+        max_open: 2,
+        live_since: 100,
+    };
+    let session = |id: &str, owner: &str, offset: u64, updated: i64| Upload {
+        id: id.into(),
+        repo: "caps".into(),
+        algorithm: Algorithm::Sha256,
+        offset,
+        hash_state: None,
+        ended: false,
+        created: updated,
+        updated,
+        owner: owner.into(),
+    };
+    assert_eq!(store.open_uploads("carol", 100).await.unwrap(), 0);
+    // A stale session of carol's (updated before live_since) does not count.
+    store
+        .save_upload(&session("c-old", "carol", 7, 50))
+        .await
+        .unwrap();
+    for id in ["c1", "c2"] {
+        assert_eq!(
+            store
+                .advance_upload_capped(&session(id, "carol", 5, 200), 0, cap)
+                .await
+                .unwrap(),
+            Advance::Done
+        );
+    }
+    assert_eq!(store.open_uploads("carol", 100).await.unwrap(), 2);
+    assert_eq!(store.open_uploads("carol", 201).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .advance_upload_capped(&session("c3", "carol", 5, 200), 0, cap)
+            .await
+            .unwrap(),
+        Advance::Full { open: 2 },
+        "a third live session is refused"
+    );
+    assert_eq!(
+        store.get_upload("c3").await.unwrap(),
+        None,
+        "and gets no row"
+    );
+    assert_eq!(
+        store
+            .advance_upload_capped(&session("c1", "carol", 9, 201), 5, cap)
+            .await
+            .unwrap(),
+        Advance::Done,
+        "sessions already counted keep moving"
+    );
+    assert_eq!(
+        store
+            .advance_upload_capped(&session("c1", "carol", 12, 202), 5, cap)
+            .await
+            .unwrap(),
+        Advance::Moved
+    );
+    assert_eq!(
+        store
+            .advance_upload_capped(&session("d1", "dave", 5, 200), 0, cap)
+            .await
+            .unwrap(),
+        Advance::Done,
+        "another owner has their own count"
+    );
+    for i in 0..4 {
+        assert_eq!(
+            store
+                .advance_upload_capped(&session(&format!("anon{i}"), "", 5, 200), 0, cap)
+                .await
+                .unwrap(),
+            Advance::Done,
+            "no owner, no cap"
+        );
+    }
+    // Ending a session frees its place.
+    let ended = Upload {
+        ended: true,
+        ..session("c2", "carol", 5, 203)
+    };
+    assert!(store.advance_upload(&ended, 5).await.unwrap());
+    assert_eq!(store.open_uploads("carol", 100).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .advance_upload_capped(&session("c3", "carol", 5, 204), 0, cap)
+            .await
+            .unwrap(),
+        Advance::Done
+    );
+    for id in [
+        "c-old", "c1", "c2", "c3", "d1", "anon0", "anon1", "anon2", "anon3",
+    ] {
+        store.delete_upload(id).await.unwrap();
+    }
 }

@@ -105,6 +105,47 @@ pub enum ManifestError {
     Structure(&'static str),
 }
 
+impl ParsedManifest {
+    /// Descriptors it holds: config, layers, child manifests and subject.
+    pub fn descriptor_count(&self) -> usize {
+        usize::from(self.config.is_some())
+            + self.layers.len()
+            + self.manifests.len()
+            + usize::from(self.subject.is_some())
+    }
+}
+
+/// How deeply arrays and objects nest in a JSON document (`{}` is 1, `{"a":[1]}` is 2),
+/// found by scanning the bytes without parsing, so it can be checked before a parser
+/// recurses. Brackets inside strings do not count; malformed input gets a depth all the same
+/// (the parser refuses it afterwards).
+pub fn json_depth(body: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Strip parameters and whitespace from a Content-Type value.
 pub fn bare_content_type(v: &str) -> &str {
     v.split(';').next().unwrap_or("").trim()
@@ -224,6 +265,52 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth(b"1"), 0);
+        assert_eq!(json_depth(b"{}"), 1);
+        assert_eq!(json_depth(br#"{"a":[1,{"b":{}}],"c":[]}"#), 4);
+        assert_eq!(json_depth(br#"{"a":"[[[{{{"}"#), 1, "brackets in strings");
+        assert_eq!(json_depth(br#"{"a":"\"[[[","b":[]}"#), 2, "escaped quotes");
+        assert_eq!(
+            json_depth(br#"{"a":"\\","b":[[]]}"#),
+            3,
+            "an escaped backslash"
+        );
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert_eq!(json_depth(deep.as_bytes()), 5000);
+        assert_eq!(
+            json_depth(b"]]]}{"),
+            1,
+            "malformed input still gets a depth"
+        );
+    }
+
+    #[test]
+    fn descriptor_count_covers_every_kind() {
+        let d = |n: u8| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{}","size":1}}"#,
+                format!("{n:02x}").repeat(32)
+            )
+        };
+        let image = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{},{}],"subject":{}}}"#,
+            d(1),
+            d(2),
+            d(3),
+            d(4)
+        );
+        assert_eq!(parse(image.as_bytes(), None).unwrap().descriptor_count(), 4);
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{},{}]}}"#,
+            d(1),
+            d(2),
+            d(3)
+        );
+        assert_eq!(parse(index.as_bytes(), None).unwrap().descriptor_count(), 3);
+    }
 
     fn d(c: char) -> String {
         format!("sha256:{}", c.to_string().repeat(64))

@@ -4,6 +4,9 @@ use std::fmt;
 
 use crate::digest::Digest;
 
+/// The spec's longest tag.
+pub const MAX_TAG_LEN: usize = 128;
+
 /// A validated tag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag(String);
@@ -14,8 +17,11 @@ impl Tag {
         let b = s.as_bytes();
         let first_ok = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
         let rest_ok = |x: u8| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-';
-        (!b.is_empty() && b.len() <= 128 && first_ok(b[0]) && b[1..].iter().all(|&x| rest_ok(x)))
-            .then(|| Tag(s.to_string()))
+        (!b.is_empty()
+            && b.len() <= MAX_TAG_LEN
+            && first_ok(b[0])
+            && b[1..].iter().all(|&x| rest_ok(x)))
+        .then(|| Tag(s.to_string()))
     }
 
     /// The tag as a string.

@@ -74,6 +74,12 @@ pub enum Error {
     /// lost its answer, and every write path is safe to repeat.
     #[error("the registry's storage is temporarily unavailable; retry shortly")]
     Unavailable(String),
+    /// The caller already has as many live upload sessions as it may; the limit is for the
+    /// message.
+    #[error(
+        "too many upload sessions in progress for this user: at most {limit} at once (limits.max_uploads_per_principal); finish or cancel some, or wait for abandoned ones to be purged"
+    )]
+    TooManyUploads { limit: u64 },
     /// An operation this registry has turned off.
     #[error("{0} is disabled on this registry")]
     Disabled(&'static str),

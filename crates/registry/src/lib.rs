@@ -45,6 +45,13 @@ pub struct Settings {
     pub max_page_size: usize,
     /// Uploads untouched for this many seconds are purged.
     pub upload_purge_after: u64,
+    /// Live upload sessions one owner (an authenticated subject) may have; None: no cap.
+    /// Sessions without an owner (authentication off) are never capped.
+    pub max_uploads_per_owner: Option<u64>,
+    /// Deepest JSON nesting accepted in a manifest (`{"a":[{}]}` is 3 deep).
+    pub max_manifest_depth: usize,
+    /// Most descriptors (config, layers, child manifests, subject) accepted in a manifest.
+    pub max_manifest_descriptors: usize,
 }
 
 impl Default for Settings {
@@ -57,6 +64,9 @@ impl Default for Settings {
             page_size: 10_000,
             max_page_size: 100_000,
             upload_purge_after: 24 * 3600,
+            max_uploads_per_owner: None,
+            max_manifest_depth: 32,
+            max_manifest_descriptors: 10_000,
         }
     }
 }

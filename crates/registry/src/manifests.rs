@@ -85,7 +85,21 @@ impl Registry {
                 limit: self.settings.max_manifest_size,
             });
         }
+        let depth = manifest::json_depth(&body);
+        if depth > self.settings.max_manifest_depth {
+            return Err(invalid(format!(
+                "manifest JSON is nested {depth} levels deep; this registry accepts at most {} (limits.max_manifest_depth)",
+                self.settings.max_manifest_depth
+            )));
+        }
         let parsed = manifest::parse(&body, content_type).map_err(|e| invalid(e.to_string()))?;
+        let descriptors = parsed.descriptor_count();
+        if descriptors > self.settings.max_manifest_descriptors {
+            return Err(invalid(format!(
+                "manifest has {descriptors} descriptors; this registry accepts at most {} (limits.max_manifest_descriptors)",
+                self.settings.max_manifest_descriptors
+            )));
+        }
         let sha256 = Digest::of(Algorithm::Sha256, &body);
         let digest = match reference {
             Reference::Digest(want) => {

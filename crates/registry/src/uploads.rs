@@ -6,7 +6,7 @@
 //! metadata commit linking the blob. The acknowledged offset of a session is stored in metadata
 //! only after its bytes are durable, so a resumed upload never trusts bytes that were not.
 
-use stowage_metadata::Upload;
+use stowage_metadata::{Advance, SessionCap, Upload};
 
 use crate::session_id::{self, SessionClaims, UploadId};
 use stowage_oci::{Algorithm, Digest, Hasher, RepoName};
@@ -122,6 +122,16 @@ impl Registry {
             }
             return result.map(|_| Started::Created { digest });
         }
+        // Refuse early when the owner is at the cap (the first chunk is where it is enforced
+        // for good, in the metadata store's transaction: see `advance`).
+        if let Some(cap) = self.session_cap(&req.owner) {
+            let open = self.meta.open_uploads(&req.owner, cap.live_since).await?;
+            if open >= cap.max_open {
+                return Err(Error::TooManyUploads {
+                    limit: cap.max_open,
+                });
+            }
+        }
         // No write: the id itself proves the session (see `session_id`).
         let claims = SessionClaims {
             algorithm: req.algorithm.unwrap_or(Algorithm::Sha256),
@@ -135,6 +145,15 @@ impl Registry {
             claims,
         );
         Ok(Started::Session { id })
+    }
+
+    /// The cap on `owner`'s live sessions, when one applies (an owner, and a configured cap).
+    fn session_cap(&self, owner: &str) -> Option<SessionCap> {
+        let max_open = self.settings.max_uploads_per_owner?;
+        (!owner.is_empty()).then(|| SessionCap {
+            max_open,
+            live_since: now() - self.settings.upload_purge_after as i64,
+        })
     }
 
     /// The key session ids are signed with, loaded from (or created in) the metadata store once.
@@ -195,6 +214,7 @@ impl Registry {
             ended: false,
             created: claims.created,
             updated: claims.created,
+            owner: owner.to_string(),
         })
     }
 
@@ -270,10 +290,24 @@ impl Registry {
     }
 
     /// Record that a session now holds `progress.offset` bytes, if it still held `from` bytes:
-    /// a request that lost a race for the session acknowledges nothing.
+    /// a request that lost a race for the session acknowledges nothing. A session's first
+    /// acknowledged chunk makes it live, which its owner's cap may refuse: the chunk's bytes
+    /// are then dropped and nothing is acknowledged.
     async fn advance(&self, progress: &Upload, from: u64) -> Result<()> {
-        if self.meta.advance_upload(progress, from).await? {
-            return Ok(());
+        let advanced = match self.session_cap(&progress.owner) {
+            Some(cap) => self.meta.advance_upload_capped(progress, from, cap).await?,
+            None if self.meta.advance_upload(progress, from).await? => Advance::Done,
+            None => Advance::Moved,
+        };
+        match advanced {
+            Advance::Done => return Ok(()),
+            Advance::Full { .. } => {
+                let _ = self.blobs.upload_abort(&progress.id).await;
+                return Err(Error::TooManyUploads {
+                    limit: self.settings.max_uploads_per_owner.unwrap_or_default(),
+                });
+            }
+            Advance::Moved => {}
         }
         let now_at = self
             .meta

@@ -97,6 +97,11 @@ impl Activity {
         }
     }
 
+    /// Whether the connection speaks HTTP/2.
+    pub(crate) fn is_h2(&self) -> bool {
+        self.h2.load(Ordering::Relaxed)
+    }
+
     /// Start the clocks afresh (after a TLS handshake, whose bytes are no request head).
     pub(crate) fn reset(&self) {
         self.head_since.store(NONE, Ordering::Relaxed);

@@ -114,6 +114,24 @@ impl fmt::Display for Error {
     }
 }
 
+/// The raw HTTP/1.1 answer to a request head that did not arrive within `limits.header_timeout`
+/// (the listener writes it on the socket itself: no request was parsed, so nothing reaches the
+/// application). The connection is closed after it.
+pub fn request_timeout_response(header_timeout: std::time::Duration) -> Vec<u8> {
+    let body = format!(
+        "request timeout: the request line and headers must arrive within {} s of their first byte (limits.header_timeout)\n",
+        header_timeout.as_secs_f64()
+    );
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `Retry-After` (seconds) when a user has too many upload sessions open.
+const UPLOADS_RETRY_AFTER: u64 = 10;
+
 /// The `Range` header of an upload session holding `offset` bytes (distribution answers `0-0`
 /// for an empty session, and clients expect that form).
 pub fn upload_range(offset: u64) -> String {
@@ -167,6 +185,10 @@ impl From<Domain> for Error {
                 e
             }
             Domain::Disabled(_) => Error::new(ErrorCode::Unsupported, message),
+            // Sessions end when their pushes finish: a short wait is usually enough.
+            Domain::TooManyUploads { limit } => Error::new(ErrorCode::TooManyRequests, message)
+                .detail(serde_json::json!({ "limit": limit }))
+                .header("Retry-After", UPLOADS_RETRY_AFTER.to_string()),
             Domain::Internal(cause) => Error::internal(cause),
         }
     }

@@ -13,7 +13,8 @@
 //!   endpoint and the admin API; the identity service (`stowage-identity`) decides.
 //! - `tls` / `listener`: HTTPS with certificate reload, and the accept loop; `limits`,
 //!   `activity` and `drain` are the listener's connection cap, timeouts and unread-body
-//!   handling.
+//!   handling; `request_limits` are the per-request ones (head size, name and tag lengths,
+//!   the anonymous request rate).
 //! - `serve` (here): building the stores, the request pipeline, the listeners, background
 //!   purging of abandoned uploads, and graceful shutdown.
 //!
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod listener;
 mod memory;
 pub mod metrics;
+pub mod request_limits;
 pub mod routes;
 pub mod startup;
 pub mod tls;
@@ -61,6 +63,7 @@ use crate::auth::decide::Principal;
 use crate::config::Cidr;
 use crate::metrics::Metrics;
 use crate::routes::Requirement;
+use stowage_identity::Credentials;
 
 /// Everything a request handler needs.
 #[derive(Clone)]
@@ -77,6 +80,10 @@ pub struct AppState {
     hsts: bool,
     /// Bounds the manifest bodies buffered and parsed at once (see `handlers::manifests`).
     manifest_budget: Arc<handlers::ManifestBudget>,
+    /// Head size, name and tag lengths.
+    request_limits: Arc<request_limits::RequestLimits>,
+    /// The request rate of anonymous clients (applied when authentication is on).
+    anonymous: Arc<request_limits::AnonymousLimiter>,
 }
 
 /// What the server tells its starter once it accepts connections.
@@ -198,6 +205,11 @@ pub fn app_state(config: &Config, registry: Registry) -> AppState {
         auth: None,
         hsts: config.tls.hsts,
         manifest_budget: Arc::new(handlers::ManifestBudget::new(config.manifests.max_size)),
+        request_limits: Arc::new(config.request_limits()),
+        anonymous: Arc::new(request_limits::AnonymousLimiter::new(
+            config.limits.anonymous_rate,
+            config.limits.anonymous_burst,
+        )),
     }
 }
 
@@ -222,6 +234,21 @@ pub async fn open_with(
 /// The axum application: every request goes through [`dispatch`].
 pub fn router(state: AppState) -> Router {
     Router::new().fallback(dispatch).with_state(state)
+}
+
+impl AppState {
+    /// Count an anonymous request against its client address, or refuse it (429).
+    fn take_anonymous(
+        &self,
+        auth: &Auth,
+        peer: Option<SocketAddr>,
+        parts: &axum::http::request::Parts,
+    ) -> Result<(), Error> {
+        let ip = auth.client_ip(peer, &parts.headers);
+        self.anonymous
+            .take(ip)
+            .map_err(|retry_after| self.anonymous.refusal(retry_after))
+    }
 }
 
 /// A fresh request id (or the caller's, when it sent a sane one).
@@ -267,7 +294,11 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
         .get::<listener::Secure>()
         .is_some_and(|s| s.0);
     let (parts, body) = req.into_parts();
-    let (route, mut resp) = match routes::parse(&parts) {
+    let parsed = state
+        .request_limits
+        .check_head(&parts)
+        .and_then(|()| routes::parse(&parts));
+    let (route, mut resp) = match parsed {
         Err(e) => ("invalid", error::render(&e, head)),
         Ok(None) => (
             "unknown",
@@ -280,6 +311,19 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
             let route = ep.template();
             let span = tracing::info_span!("request", id = %rid, method = %method, route);
             let result = async {
+                state.request_limits.check_lengths(&ep)?;
+                // Anonymous clients are held to a request rate per address (authentication on;
+                // requests with credentials are the failed-login limiter's business).
+                // (A POST to the token endpoint carries its credentials in the body.)
+                let token_post = ep == routes::Endpoint::Token && parts.method == Method::POST;
+                let anonymous = state
+                    .auth
+                    .as_ref()
+                    .filter(|_| ep.rate_limited() && !token_post);
+                let presented = anonymous.map(|_| auth::decide::credentials(&parts));
+                if let (Some(auth), Some(Credentials::None)) = (anonymous, &presented) {
+                    state.take_anonymous(auth, peer, &parts)?;
+                }
                 // The gate: what the endpoint requires, checked before its handler runs. The
                 // admin API's own gate (scope or password, same-origin JSON) runs first thing
                 // in `Auth::admin_api`.
@@ -292,6 +336,12 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response<Body>
                         Principal::open()
                     }
                 };
+                // A bearer token issued to nobody (public pulls) is anonymous too.
+                if let (Some(auth), Some(Credentials::Bearer(_))) = (anonymous, &presented)
+                    && who.is_anonymous()
+                {
+                    state.take_anonymous(auth, peer, &parts)?;
+                }
                 let call = handlers::Call {
                     parts,
                     body,

@@ -43,6 +43,9 @@ pub struct ConnSettings {
     pub drain: u64,
     /// Per-frame timeout while draining (the application's body idle timeout).
     pub body_idle_timeout: Duration,
+    /// `limits.max_header_size`: the application answers 431 over it; the HTTP/2 engine's
+    /// header list bound is derived from it (see `listener`).
+    pub max_header_size: u64,
 }
 
 impl Default for ConnSettings {
@@ -54,6 +57,7 @@ impl Default for ConnSettings {
             max_connections: default_max_connections(),
             drain: 64 * 1024 * 1024,
             body_idle_timeout: Duration::from_secs(60),
+            max_header_size: 64 * 1024,
         }
     }
 }

@@ -69,7 +69,7 @@ struct Engines {
 }
 
 impl Engines {
-    fn new() -> Engines {
+    fn new(settings: &ConnSettings) -> Engines {
         let mut auto = auto::Builder::new(TokioExecutor::new());
         // Header and idle timeouts are the listener's own (`activity`): hyper's header read
         // timeout also runs while a keep-alive connection waits, which would cut idle
@@ -77,7 +77,13 @@ impl Engines {
         auto.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(None);
-        auto.http2().timer(TokioTimer::new());
+        // `limits.max_header_size` is checked by the application, which answers 431 with a
+        // message saying so. The engines' own bounds sit above it, so they only catch what is
+        // far over (HTTP/1.1: hyper's read buffer, about 400 KiB; HTTP/2: twice the limit
+        // plus HPACK's 32 bytes per field for 100 fields), answering a bare 431 themselves.
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(h2_header_list_size(settings.max_header_size));
         Engines {
             http1: auto.clone().http1_only(),
             http2: auto.clone().http2_only(),
@@ -92,6 +98,125 @@ impl Engines {
             _ => &self.auto,
         }
     }
+}
+
+/// The HTTP/2 engine's header list bound for a `limits.max_header_size` of `max`.
+fn h2_header_list_size(max: u64) -> u32 {
+    max.saturating_mul(2)
+        .saturating_add(32 * 100)
+        .min(u64::from(u32::MAX)) as u32
+}
+
+/// A connection past its opening phase: the socket, or the TLS stream over it (boxed: it is
+/// much larger than a socket). Wrapped in a [`Handback`] while hyper serves it, so the
+/// listener can still answer on it afterwards (a 408 for a request head that timed out).
+enum Stream {
+    Plain(TrackedIo),
+    Tls(Box<tokio_rustls::server::TlsStream<TrackedIo>>),
+}
+
+/// A [`Stream`] that is sent back through `back` when dropped.
+struct Handback {
+    stream: Option<Stream>,
+    back: Option<oneshot::Sender<Stream>>,
+}
+
+impl Handback {
+    fn new(stream: Stream) -> (Handback, oneshot::Receiver<Stream>) {
+        let (tx, rx) = oneshot::channel();
+        let h = Handback {
+            stream: Some(stream),
+            back: Some(tx),
+        };
+        (h, rx)
+    }
+
+    fn stream(&mut self) -> &mut Stream {
+        self.stream.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Handback {
+    fn drop(&mut self) {
+        if let (Some(stream), Some(back)) = (self.stream.take(), self.back.take()) {
+            let _ = back.send(stream);
+        }
+    }
+}
+
+/// Delegate to whichever stream it is.
+macro_rules! on_stream {
+    ($s:expr, $io:ident => $e:expr) => {
+        match $s {
+            Stream::Plain($io) => $e,
+            Stream::Tls($io) => $e,
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for Handback {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        on_stream!(self.stream(), io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for Handback {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        on_stream!(self.stream(), io => Pin::new(io).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        on_stream!(self.stream(), io => Pin::new(io).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.stream {
+            Some(Stream::Plain(io)) => io.is_write_vectored(),
+            Some(Stream::Tls(io)) => io.is_write_vectored(),
+            None => false,
+        }
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        on_stream!(self.stream(), io => Pin::new(io).poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        on_stream!(self.stream(), io => Pin::new(io).poll_shutdown(cx))
+    }
+}
+
+/// Send `408 Request Timeout` on a connection whose request head did not arrive in time
+/// (HTTP/1.1 only: nothing of that request was answered yet, so the client reads this as its
+/// answer), within a short bound, then close the TLS session if there is one.
+async fn answer_head_timeout(mut stream: Stream, header_timeout: Duration) {
+    let bytes = crate::error::request_timeout_response(header_timeout);
+    let _ = tokio::time::timeout(LINGER, async {
+        on_stream!(&mut stream, io => {
+            io.write_all(&bytes).await?;
+            io.flush().await?;
+            io.shutdown().await
+        })
+    })
+    .await;
 }
 
 /// [`serve_connections_with`] with the default [`Limits`].
@@ -124,7 +249,7 @@ pub async fn serve_connections_with(
     mut shutdown: watch::Receiver<bool>,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let engines = Arc::new(Engines::new());
+    let engines = Arc::new(Engines::new(limits.settings()));
     // Every connection task holds a sender; `recv` returns None once all are gone.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let accept_errors = RateLimit::new(Duration::from_secs(10));
@@ -201,12 +326,6 @@ struct Connection {
     alive: mpsc::Sender<()>,
 }
 
-/// A connection past its opening phase. The TLS state is boxed: it is much larger than a socket.
-enum Opened {
-    Plain(TrackedIo),
-    Tls(Box<tokio_rustls::server::TlsStream<TrackedIo>>),
-}
-
 impl Connection {
     async fn run(self, stream: TcpStream) {
         let Connection {
@@ -248,25 +367,29 @@ impl Connection {
             bound: settings.drain,
             frame_timeout: settings.body_idle_timeout,
         };
-        let result = match opened {
-            Opened::Plain(io) => {
-                let service = AppService::new(app, peer, false, &activity, drain);
-                let conn = engines.auto.serve_connection(TokioIo::new(io), service);
-                drive(conn, &activity, timeouts, &mut stop).await
-            }
-            Opened::Tls(io) => {
+        let (engine, stream, secure) = match opened {
+            Stream::Plain(io) => (&engines.auto, Stream::Plain(io), false),
+            Stream::Tls(io) => {
                 let alpn = io.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
                 if alpn.as_deref() == Some(b"h2") {
                     activity.set_h2();
                 }
-                let engine = engines.for_alpn(alpn.as_deref());
-                let service = AppService::new(app, peer, true, &activity, drain);
-                let conn = engine.serve_connection(TokioIo::new(io), service);
-                drive(conn, &activity, timeouts, &mut stop).await
+                (engines.for_alpn(alpn.as_deref()), Stream::Tls(io), true)
             }
         };
+        let (io, handed_back) = Handback::new(stream);
+        let service = AppService::new(app, peer, secure, &activity, drain);
+        let conn = engine.serve_connection(TokioIo::new(io), service);
+        let result = drive(conn, &activity, timeouts, &mut stop).await;
         match result {
             Ok(Ending::Done) => {}
+            Ok(Ending::TimedOut(Expiry::Head)) if !activity.is_h2() => {
+                tracing::debug!(%peer, "request head not complete in time; answering 408 and closing");
+                let mut handed_back = handed_back;
+                if let Ok(stream) = handed_back.try_recv() {
+                    answer_head_timeout(stream, settings.header_timeout).await;
+                }
+            }
             Ok(Ending::TimedOut(why)) => {
                 tracing::debug!(%peer, ?why, "connection timed out; closing");
             }
@@ -295,12 +418,12 @@ async fn open(
     tls: Option<&TlsAcceptor>,
     activity: &Arc<Activity>,
     first_byte: Duration,
-) -> Result<(Opened, oneshot::Receiver<Returned>), String> {
+) -> Result<(Stream, oneshot::Receiver<Returned>), String> {
     match tls {
         Some(acceptor) => {
             let (io, back) = TrackedIo::new(stream, activity.clone(), false);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-                Ok(Ok(s)) => Ok((Opened::Tls(Box::new(s)), back)),
+                Ok(Ok(s)) => Ok((Stream::Tls(Box::new(s)), back)),
                 Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
                 Err(_) => Err("TLS handshake not completed in time; closing".into()),
             }
@@ -308,7 +431,7 @@ async fn open(
         None => match tokio::time::timeout(first_byte, stream.readable()).await {
             Ok(Ok(())) => {
                 let (io, back) = TrackedIo::new(stream, activity.clone(), true);
-                Ok((Opened::Plain(io), back))
+                Ok((Stream::Plain(io), back))
             }
             Ok(Err(e)) => Err(format!("connection failed before its first byte: {e}")),
             Err(_) => Err("first byte not received in time; closing".into()),

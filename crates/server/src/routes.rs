@@ -167,6 +167,12 @@ impl Endpoint {
         }
     }
 
+    /// Whether anonymous requests to it count against the anonymous request rate: all but
+    /// the probes of load balancers and monitoring (health, readiness, metrics).
+    pub fn rate_limited(&self) -> bool {
+        !matches!(self, Endpoint::Health | Endpoint::Ready | Endpoint::Metrics)
+    }
+
     /// The route template used in logs and metrics (never the repository name).
     pub fn template(&self) -> &'static str {
         match self {

@@ -116,6 +116,7 @@ fn settings() -> ConnSettings {
         max_connections: 64,
         drain: 1 << 20,
         body_idle_timeout: Duration::from_secs(10),
+        max_header_size: 64 << 10,
     }
 }
 
@@ -162,8 +163,11 @@ async fn silent_connection_is_closed_after_the_first_byte_timeout() {
     assert!(took >= Duration::from_millis(900), "closed early: {took:?}");
 }
 
+/// A head begun but not finished within `header_timeout` (slowloris) is answered `408 Request
+/// Timeout` with a message naming the key, then the connection is closed; so is a partial
+/// HTTP/2 preface (the server cannot know yet that it is HTTP/2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partial_heads_and_prefaces_are_closed_after_the_header_timeout() {
+async fn partial_heads_and_prefaces_get_408_after_the_header_timeout() {
     let s = start(ConnSettings {
         header_timeout: Duration::from_secs(1),
         ..settings()
@@ -176,12 +180,74 @@ async fn partial_heads_and_prefaces_are_closed_after_the_header_timeout() {
     ] {
         let mut c = H1::connect(&s.addr).await.unwrap();
         c.write(partial).await.unwrap();
-        let took = c
-            .closed_within(SOON)
+        let started = Instant::now();
+        let resp = tokio::time::timeout(SOON, c.read_response(false))
             .await
-            .unwrap_or_else(|| panic!("{partial:?}: still open"));
-        assert!(took >= Duration::from_millis(900), "closed early: {took:?}");
+            .unwrap_or_else(|_| panic!("{partial:?}: no answer"))
+            .unwrap_or_else(|e| panic!("{partial:?}: {e}"));
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "answered early: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(resp.status, 408, "{partial:?}: {resp:?}");
+        assert!(resp.closes(), "{resp:?}");
+        assert!(
+            resp.text().contains("limits.header_timeout"),
+            "{}",
+            resp.text()
+        );
+        c.closed_within(SOON)
+            .await
+            .unwrap_or_else(|| panic!("{partial:?}: still open after the 408"));
     }
+}
+
+/// The same over HTTPS: the 408 comes inside the TLS session, followed by its close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_heads_over_https_get_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = tls::self_signed(dir.path(), &[], SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let files = TlsFiles {
+        cert: set.cert.clone(),
+        key: set.key.clone(),
+    };
+    let (acceptor, _resolver) = tls::load(&files, Duration::ZERO).unwrap();
+    let s = start_with(
+        ConnSettings {
+            header_timeout: Duration::from_secs(1),
+            ..settings()
+        },
+        Some(acceptor),
+    )
+    .await;
+    use rustls_pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(&set.ca_cert).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&s.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(SOON, tls.read_to_end(&mut got))
+        .await
+        .expect("no answer and no close")
+        .expect("a clean TLS close after the answer");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("limits.header_timeout"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

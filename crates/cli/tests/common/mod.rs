@@ -87,6 +87,17 @@ impl Reg {
         self.base = self.server.url.trim_end_matches('/').to_string();
     }
 
+    /// Stop the server gracefully and start a new one on the same data directory with the
+    /// configuration `toml` instead.
+    pub fn restart_with_config(&mut self, toml: &str) {
+        let dir = tempfile::tempdir().expect("config temp dir");
+        let path = dir.path().join("stowage.toml");
+        std::fs::write(&path, toml).expect("write config");
+        self.args = vec!["--config".to_string(), path.display().to_string()];
+        self._keep.push(dir);
+        self.restart(true);
+    }
+
     /// Absolute URL for a path, or for a `Location` value (absolute or relative). Absolute
     /// locations are re-rooted on the current server, which matters after a restart.
     pub fn url(&self, path_or_location: &str) -> String {

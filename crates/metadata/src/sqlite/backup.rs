@@ -148,6 +148,7 @@ mod tests {
                 ended: false,
                 created: 1,
                 updated: 1,
+                owner: String::new(),
             })
             .await
             .unwrap();

@@ -113,6 +113,12 @@ CREATE TABLE signing_keys (
     verify_until INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // Who opened each session (the authenticated subject, empty without authentication), so
+    // the live sessions of one owner can be counted (`limits.max_uploads_per_principal`).
+    r#"
+ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX uploads_by_owner ON uploads(owner, updated) WHERE ended = 0 AND owner <> '';
+"#,
 ];
 
 /// Connection settings shared by the writer and the readers.

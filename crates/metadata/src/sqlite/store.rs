@@ -7,7 +7,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use stowage_oci::{Algorithm, Digest};
 
 use super::SqliteStore;
-use crate::{Deleted, ManifestMeta, MetadataStore, NewManifest, Referrer, Result, Upload};
+use crate::{
+    Advance, Deleted, ManifestMeta, MetadataStore, NewManifest, Referrer, Result, SessionCap,
+    Upload,
+};
 
 use stowage_oci::time::now;
 
@@ -48,8 +51,8 @@ fn link(conn: &Connection, repo: &str, digest: &str, size: u64) -> rusqlite::Res
 /// Write a session's row as given (insert or replace its state).
 fn save(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO UPDATE SET \"offset\" = excluded.\"offset\", hash_state = excluded.hash_state,
            updated = excluded.updated, ended = excluded.ended",
     )?
@@ -61,15 +64,16 @@ fn save(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
         u.hash_state,
         u.created,
         u.updated,
-        u.ended
+        u.ended,
+        u.owner
     ])?;
     Ok(())
 }
 
 fn end_session(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended)
-         VALUES (?1, ?2, ?3, 0, NULL, ?4, ?5, 1)
+        "INSERT INTO uploads (id, repo, algorithm, \"offset\", hash_state, created, updated, ended, owner)
+         VALUES (?1, ?2, ?3, 0, NULL, ?4, ?5, 1, ?6)
          ON CONFLICT (id) DO UPDATE SET ended = 1, hash_state = NULL, updated = excluded.updated",
     )?
     .execute(params![
@@ -77,7 +81,8 @@ fn end_session(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
         u.repo,
         u.algorithm.as_str(),
         u.created,
-        now()
+        now(),
+        u.owner
     ])?;
     Ok(())
 }
@@ -85,14 +90,45 @@ fn end_session(c: &Connection, u: &Upload) -> rusqlite::Result<()> {
 /// How many bytes a live session holds: 0 before its first chunk (no row yet), None once it
 /// has ended.
 fn session_at(c: &Connection, id: &str) -> rusqlite::Result<Option<u64>> {
+    Ok(session_row(c, id)?.offset())
+}
+
+/// A session's row as far as advancing it goes.
+enum SessionRow {
+    Missing,
+    Ended,
+    Live(u64),
+}
+
+impl SessionRow {
+    /// The bytes it holds (0 with no row), None once ended.
+    fn offset(&self) -> Option<u64> {
+        match self {
+            SessionRow::Missing => Some(0),
+            SessionRow::Ended => None,
+            SessionRow::Live(o) => Some(*o),
+        }
+    }
+}
+
+/// The live sessions of `owner` updated at or after `since`.
+fn count_open(c: &Connection, owner: &str, since: i64) -> rusqlite::Result<u64> {
+    c.prepare_cached(
+        "SELECT COUNT(*) FROM uploads WHERE owner = ?1 AND owner <> '' AND ended = 0 AND updated >= ?2",
+    )?
+    .query_row(params![owner, since], |r| r.get::<_, i64>(0))
+    .map(|n| n as u64)
+}
+
+fn session_row(c: &Connection, id: &str) -> rusqlite::Result<SessionRow> {
     let row: Option<(i64, bool)> = c
         .prepare_cached("SELECT \"offset\", ended FROM uploads WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(match row {
-        None => Some(0),
-        Some((_, true)) => None,
-        Some((offset, false)) => Some(offset as u64),
+        None => SessionRow::Missing,
+        Some((_, true)) => SessionRow::Ended,
+        Some((offset, false)) => SessionRow::Live(offset as u64),
     })
 }
 
@@ -436,6 +472,35 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn advance_upload_capped(
+        &self,
+        u: &Upload,
+        from: u64,
+        cap: SessionCap,
+    ) -> Result<Advance> {
+        let u = u.clone();
+        self.write(move |c| {
+            let row = session_row(c, &u.id)?;
+            if row.offset() != Some(from) {
+                return Ok(Advance::Moved);
+            }
+            if matches!(row, SessionRow::Missing) && !u.owner.is_empty() {
+                let open = count_open(c, &u.owner, cap.live_since)?;
+                if open >= cap.max_open {
+                    return Ok(Advance::Full { open });
+                }
+            }
+            save(c, &u)?;
+            Ok(Advance::Done)
+        })
+        .await
+    }
+
+    async fn open_uploads(&self, owner: &str, live_since: i64) -> Result<u64> {
+        let owner = owner.to_string();
+        self.read(move |c| count_open(c, &owner, live_since)).await
+    }
+
     async fn secret(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>> {
         let name = name.to_string();
         self.write(move |c| {
@@ -452,7 +517,7 @@ impl MetadataStore for SqliteStore {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT id, repo, algorithm, \"offset\", created, updated, hash_state, ended FROM uploads WHERE id = ?1",
+                    "SELECT id, repo, algorithm, \"offset\", created, updated, hash_state, ended, owner FROM uploads WHERE id = ?1",
                 )?
                 .query_row([id], |r| {
                     Ok((
@@ -464,12 +529,13 @@ impl MetadataStore for SqliteStore {
                         r.get(5)?,
                         r.get::<_, Option<Vec<u8>>>(6)?,
                         r.get::<_, bool>(7)?,
+                        r.get::<_, String>(8)?,
                     ))
                 })
                 .optional()?;
-            Ok(row.and_then(|(id, repo, alg, offset, created, updated, hash_state, ended)| {
+            Ok(row.and_then(|(id, repo, alg, offset, created, updated, hash_state, ended, owner)| {
                 let algorithm = Algorithm::parse(&alg).ok()?;
-                Some(Upload { id, repo, algorithm, offset: offset as u64, hash_state, ended, created, updated })
+                Some(Upload { id, repo, algorithm, offset: offset as u64, hash_state, ended, created, updated, owner })
             }))
         })
         .await

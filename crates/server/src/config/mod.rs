@@ -144,7 +144,9 @@ pub struct MetricsConfig {
     pub allow: Vec<Cidr>,
 }
 
-/// `[limits]`: connection-level protection (timeouts, the connection cap, unread bodies).
+/// `[limits]`: protection against clients that hold or hog resources: connection timeouts and
+/// cap, unread bodies, request-head size, upload sessions per user, manifest shape, name and
+/// tag lengths, and the request rate of anonymous clients.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -163,6 +165,24 @@ pub struct LimitsConfig {
     /// How many bytes of a request body the application left unread are still read (and
     /// dropped) so the answer reaches the client and the connection stays usable.
     pub drain: u64,
+    /// Largest request head (request line and header fields), in bytes; larger: 431.
+    pub max_header_size: u64,
+    /// Upload sessions one authenticated user may have in progress (with bytes stored) at once,
+    /// counted in the metadata store; more: 429.
+    pub max_uploads_per_principal: u64,
+    /// Deepest JSON nesting accepted in a pushed manifest; deeper: 400 MANIFEST_INVALID.
+    pub max_manifest_depth: usize,
+    /// Most descriptors in a pushed manifest; more: 400 MANIFEST_INVALID.
+    pub max_manifest_descriptors: usize,
+    /// Longest repository name accepted in a push (at most the spec's 255); longer: 400
+    /// NAME_INVALID.
+    pub max_name_length: usize,
+    /// Longest tag accepted in a push (at most the spec's 128); longer: 400 TAG_INVALID.
+    pub max_tag_length: usize,
+    /// With authentication on: requests per second an anonymous client address may sustain.
+    pub anonymous_rate: f64,
+    /// With authentication on: requests an anonymous client address may send in a burst.
+    pub anonymous_burst: u32,
 }
 
 impl Default for Config {
@@ -194,6 +214,14 @@ impl Default for LimitsConfig {
             idle_timeout: Duration::from_secs(120),
             max_connections: None,
             drain: 64 * 1024 * 1024,
+            max_header_size: 64 * 1024,
+            max_uploads_per_principal: 1000,
+            max_manifest_depth: 32,
+            max_manifest_descriptors: 10_000,
+            max_name_length: stowage_oci::name::MAX_NAME_LEN,
+            max_tag_length: stowage_oci::reference::MAX_TAG_LEN,
+            anonymous_rate: 50.0,
+            anonymous_burst: 500,
         }
     }
 }
@@ -328,6 +356,7 @@ impl Config {
                 .unwrap_or_else(crate::limits::default_max_connections),
             drain: l.drain,
             body_idle_timeout: self.body_idle_timeout,
+            max_header_size: l.max_header_size,
         }
     }
 
@@ -341,9 +370,32 @@ impl Config {
             page_size: self.listing.page_size,
             max_page_size: self.listing.page_size.max(100_000),
             upload_purge_after: self.uploads.purge_after.as_secs(),
+            max_uploads_per_owner: Some(self.limits.max_uploads_per_principal),
+            max_manifest_depth: self.limits.max_manifest_depth,
+            max_manifest_descriptors: self.limits.max_manifest_descriptors,
+        }
+    }
+
+    /// The per-request limits this configuration implies (see `request_limits`).
+    pub fn request_limits(&self) -> crate::request_limits::RequestLimits {
+        let l = &self.limits;
+        crate::request_limits::RequestLimits {
+            max_header_size: l.max_header_size,
+            max_name_length: l.max_name_length,
+            max_tag_length: l.max_tag_length,
+            anonymous_rate: l.anonymous_rate,
+            anonymous_burst: l.anonymous_burst,
         }
     }
 }
+
+/// `limits.max_header_size`: at least what real clients send (bearer tokens take a few KiB),
+/// at most what the HTTP/1.1 engine buffers for a head (about 400 KiB) with room to spare.
+const HEADER_SIZE_RANGE: (u64, u64) = (4096, 256 * 1024);
+
+/// `limits.max_manifest_depth`: image indexes with platform features nest 5 deep; the JSON
+/// parser's own recursion limit is 128.
+const MANIFEST_DEPTH_RANGE: (usize, usize) = (8, 128);
 
 impl LimitsConfig {
     fn check(&self) -> Result<(), String> {
@@ -358,6 +410,44 @@ impl LimitsConfig {
         }
         if self.max_connections == Some(0) {
             return Err("limits.max_connections must be at least 1".into());
+        }
+        let (lo, hi) = HEADER_SIZE_RANGE;
+        if !(lo..=hi).contains(&self.max_header_size) {
+            return Err(format!(
+                "limits.max_header_size must be between {lo} and {hi} bytes"
+            ));
+        }
+        if self.max_uploads_per_principal == 0 {
+            return Err("limits.max_uploads_per_principal must be at least 1".into());
+        }
+        let (lo, hi) = MANIFEST_DEPTH_RANGE;
+        if !(lo..=hi).contains(&self.max_manifest_depth) {
+            return Err(format!(
+                "limits.max_manifest_depth must be between {lo} and {hi}"
+            ));
+        }
+        if self.max_manifest_descriptors == 0 {
+            return Err("limits.max_manifest_descriptors must be at least 1".into());
+        }
+        let name_max = stowage_oci::name::MAX_NAME_LEN;
+        if !(1..=name_max).contains(&self.max_name_length) {
+            return Err(format!(
+                "limits.max_name_length must be between 1 and {name_max} (the spec's bound)"
+            ));
+        }
+        let tag_max = stowage_oci::reference::MAX_TAG_LEN;
+        if !(1..=tag_max).contains(&self.max_tag_length) {
+            return Err(format!(
+                "limits.max_tag_length must be between 1 and {tag_max} (the spec's bound)"
+            ));
+        }
+        if !(self.anonymous_rate.is_finite() && self.anonymous_rate > 0.0) {
+            return Err(
+                "limits.anonymous_rate must be a positive number of requests per second".into(),
+            );
+        }
+        if self.anonymous_burst == 0 {
+            return Err("limits.anonymous_burst must be at least 1".into());
         }
         Ok(())
     }
@@ -403,6 +493,14 @@ header_timeout = "10s"
 idle_timeout = "2m"
 max_connections = 100
 drain = 1048576
+max_header_size = 16384
+max_uploads_per_principal = 20
+max_manifest_depth = 16
+max_manifest_descriptors = 500
+max_name_length = 100
+max_tag_length = 64
+anonymous_rate = 2.5
+anonymous_burst = 10
 [gc]
 grace = "36h"
 "#,
@@ -417,6 +515,18 @@ grace = "36h"
         assert_eq!(s.max_connections, 100);
         assert_eq!(s.drain, 1 << 20);
         assert_eq!(s.first_byte_timeout, Duration::from_secs(5));
+        let r = c.registry_settings();
+        assert_eq!(r.max_uploads_per_owner, Some(20));
+        assert_eq!(
+            (r.max_manifest_depth, r.max_manifest_descriptors),
+            (16, 500)
+        );
+        let q = c.request_limits();
+        assert_eq!(
+            (q.max_header_size, q.max_name_length, q.max_tag_length),
+            (16384, 100, 64)
+        );
+        assert_eq!((q.anonymous_rate, q.anonymous_burst), (2.5, 10));
         assert_eq!(c.gc.grace, Duration::from_secs(36 * 3600));
     }
 
@@ -427,6 +537,14 @@ grace = "36h"
         assert_eq!(c.limits.header_timeout, Duration::from_secs(30));
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.limits.drain, 64 << 20);
+        assert_eq!(c.limits.max_header_size, 64 << 10);
+        assert_eq!(c.limits.max_uploads_per_principal, 1000);
+        assert_eq!(c.limits.max_manifest_depth, 32);
+        assert_eq!(c.limits.max_manifest_descriptors, 10_000);
+        assert_eq!(c.limits.max_name_length, 255);
+        assert_eq!(c.limits.max_tag_length, 128);
+        assert_eq!(c.limits.anonymous_rate, 50.0);
+        assert_eq!(c.limits.anonymous_burst, 500);
         let s = c.conn_settings();
         assert!((1..=4096).contains(&s.max_connections), "{s:?}");
     }
@@ -446,6 +564,19 @@ grace = "36h"
             "[limits]\nmax_connections = 0",
             "[limits]\ndrain = -1",
             "[limits]\nheader_timeout = \"soon\"",
+            "[limits]\nmax_header_size = 100",
+            "[limits]\nmax_header_size = 1048576",
+            "[limits]\nmax_uploads_per_principal = 0",
+            "[limits]\nmax_manifest_depth = 2",
+            "[limits]\nmax_manifest_depth = 500",
+            "[limits]\nmax_manifest_descriptors = 0",
+            "[limits]\nmax_name_length = 256",
+            "[limits]\nmax_name_length = 0",
+            "[limits]\nmax_tag_length = 129",
+            "[limits]\nanonymous_rate = 0",
+            "[limits]\nanonymous_rate = -1.5",
+            "[limits]\nanonymous_rate = nan",
+            "[limits]\nanonymous_burst = 0",
             "listen = [",
         ] {
             assert!(Config::from_toml(bad).is_err(), "{bad}");

@@ -416,6 +416,22 @@ impl<S: MetadataStore + ?Sized> MetadataStore for Faulty<S> {
         self.gate("advance_upload", self.inner.advance_upload(upload, from))
             .await
     }
+    async fn advance_upload_capped(
+        &self,
+        upload: &Upload,
+        from: u64,
+        cap: stowage_metadata::SessionCap,
+    ) -> MResult<stowage_metadata::Advance> {
+        self.gate(
+            "advance_upload_capped",
+            self.inner.advance_upload_capped(upload, from, cap),
+        )
+        .await
+    }
+    async fn open_uploads(&self, owner: &str, live_since: i64) -> MResult<u64> {
+        self.gate("open_uploads", self.inner.open_uploads(owner, live_since))
+            .await
+    }
     async fn get_upload(&self, id: &str) -> MResult<Option<Upload>> {
         self.gate("get_upload", self.inner.get_upload(id)).await
     }

@@ -86,6 +86,18 @@ pub struct ParsedManifest {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+impl ParsedManifest {
+    /// The descriptors whose targets the registry must hold for this manifest to be stored:
+    /// the config and layers of an image (foreign layers, those with `urls`, included), the
+    /// children of an index. `subject` is not among them: it may point anywhere.
+    pub fn referenced(&self) -> impl Iterator<Item = &Descriptor> {
+        self.config
+            .iter()
+            .chain(self.layers.iter())
+            .chain(self.manifests.iter())
+    }
+}
+
 /// Why a manifest was refused. Each maps to MANIFEST_INVALID with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {

@@ -12,18 +12,63 @@ fn main() {
     let mut all: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
     let t = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
 
-    all.push(("name", t(&["library/alpine", "a", "team/app/x", "a__b", "a--b", "A", "a/", "a..b", "-a", &"a".repeat(256)])));
+    all.push((
+        "name",
+        t(&[
+            "library/alpine",
+            "a",
+            "team/app/x",
+            "a__b",
+            "a--b",
+            "A",
+            "a/",
+            "a..b",
+            "-a",
+            &"a".repeat(256),
+        ]),
+    ));
     all.push((
         "reference",
-        t(&["latest", "v1.0.0", "_x", &d('0'), ".a", "bad tag", "sha256:totallywrong", &format!("md5:{}", "a".repeat(32))]),
+        t(&[
+            "latest",
+            "v1.0.0",
+            "_x",
+            &d('0'),
+            ".a",
+            "bad tag",
+            "sha256:totallywrong",
+            &format!("md5:{}", "a".repeat(32)),
+        ]),
     ));
     all.push((
         "digest",
-        t(&[&d('e'), &d512, "sha256:abc", "md5:abcd", "SHA256:x", "sha256:", "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564"]),
+        t(&[
+            &d('e'),
+            &d512,
+            "sha256:abc",
+            "md5:abcd",
+            "SHA256:x",
+            "sha256:",
+            "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564",
+        ]),
     ));
     all.push((
         "range",
-        t(&["100\nbytes=0-9", "100\nbytes=90-200", "100\nbytes=-10", "100\nbytes=100-", "100\nitems=0-1", "100\nbytes=0-1,5-6", "100\nbytes=5-1", "c0-99", "cbytes 0-99/100", "cbytes=0-99", "c5-1", "c0-18446744073709551615", "cx"]),
+        t(&[
+            "100\nbytes=0-9",
+            "100\nbytes=90-200",
+            "100\nbytes=-10",
+            "100\nbytes=100-",
+            "100\nitems=0-1",
+            "100\nbytes=0-1,5-6",
+            "100\nbytes=5-1",
+            "c0-99",
+            "cbytes 0-99/100",
+            "cbytes=0-99",
+            "c5-1",
+            "c0-18446744073709551615",
+            "cx",
+        ]),
     ));
     let image = |mt: &str| {
         format!(
@@ -141,7 +186,9 @@ fn main() {
     ));
     let mut jwt: Vec<Vec<u8>> = Vec::new();
     let claims = |iss: &str, aud: &str, nbf: i64, exp: i64| {
-        format!(r#"{{"iss":"{iss}","sub":"alice","aud":"{aud}","exp":{exp},"nbf":{nbf},"iat":{nbf},"jti":"j","access":[{{"type":"repository","name":"a/b","actions":["pull"]}}],"cred":"pw:alice:1"}}"#)
+        format!(
+            r#"{{"iss":"{iss}","sub":"alice","aud":"{aud}","exp":{exp},"nbf":{nbf},"iat":{nbf},"jti":"j","access":[{{"type":"repository","name":"a/b","actions":["pull"]}}],"cred":"pw:alice:1"}}"#
+        )
     };
     let head = r#"{"alg":"ES256","typ":"JWT","kid":"fuzz-key"}"#;
     for c in [
@@ -243,26 +290,74 @@ fn main() {
         b.extend(v.as_bytes());
         b
     };
-    let file = |name: &str, content: &str| [vec![0u8], s(name), vec![0xa4, 0x01], s(content)].concat();
+    let file =
+        |name: &str, content: &str| [vec![0u8], s(name), vec![0xa4, 0x01], s(content)].concat();
     let dir = |name: &str| [vec![1u8], s(name), vec![0xed, 0x01]].concat();
     let link = |op: u8, name: &str, target: &str| [vec![op], s(name), s(target)].concat();
     let unpack: Vec<Vec<u8>> = vec![
-        [vec![0u8], dir("etc"), file("etc/passwd", "root:x:0:0"), link(2, "etc/l", "passwd"), link(3, "etc/h", "etc/passwd")].concat(),
-        [vec![1u8], dir("a"), file("a/b", "x"), vec![7], file("a/.wh.b", ""), link(2, "c", "/a")].concat(),
+        [
+            vec![0u8],
+            dir("etc"),
+            file("etc/passwd", "root:x:0:0"),
+            link(2, "etc/l", "passwd"),
+            link(3, "etc/h", "etc/passwd"),
+        ]
+        .concat(),
+        [
+            vec![1u8],
+            dir("a"),
+            file("a/b", "x"),
+            vec![7],
+            file("a/.wh.b", ""),
+            link(2, "c", "/a"),
+        ]
+        .concat(),
         [vec![6u8], file("x", "y")].concat(),
         [vec![2u8], file("x", "y")].concat(),
         [vec![0u8], file("../escape", "x")].concat(),
         [vec![0u8], file("/@OUT/abs", "x")].concat(),
         [vec![0u8], link(2, "out", "@OUT"), file("out/x", "pwned")].concat(),
         [vec![0u8], link(2, "up", "../.."), file("up/x", "pwned")].concat(),
-        [vec![0u8], link(2, "nest", "@NEST"), file("nest/run/x", "pwned")].concat(),
+        [
+            vec![0u8],
+            link(2, "nest", "@NEST"),
+            file("nest/run/x", "pwned"),
+        ]
+        .concat(),
         [vec![0u8], link(3, "h", "../outside/canary")].concat(),
         [vec![0u8], link(3, "h", "@OUT/canary")].concat(),
-        [vec![0u8], link(2, "l", "../outside"), link(3, "h", "l/canary")].concat(),
+        [
+            vec![0u8],
+            link(2, "l", "../outside"),
+            link(3, "h", "l/canary"),
+        ]
+        .concat(),
         [vec![0u8], link(3, "h", "missing")].concat(),
-        [vec![0u8], dir("d"), file("d/x", "1"), vec![7], vec![5], s("d/.wh..wh..opq"), vec![0xa4, 0x01], s("")].concat(),
+        [
+            vec![0u8],
+            dir("d"),
+            file("d/x", "1"),
+            vec![7],
+            vec![5],
+            s("d/.wh..wh..opq"),
+            vec![0xa4, 0x01],
+            s(""),
+        ]
+        .concat(),
         [vec![0u8], file("d/.wh..", "")].concat(),
-        [vec![0u8], vec![4], s("dev/null"), vec![0xb6, 0x01, 1, 3], vec![5], s("dev/sda"), vec![0xb0, 0x01, 8, 0], vec![6], s("fifo"), vec![0xa4, 0x01]].concat(),
+        [
+            vec![0u8],
+            vec![4],
+            s("dev/null"),
+            vec![0xb6, 0x01, 1, 3],
+            vec![5],
+            s("dev/sda"),
+            vec![0xb0, 0x01, 8, 0],
+            vec![6],
+            s("fifo"),
+            vec![0xa4, 0x01],
+        ]
+        .concat(),
         [vec![0u8], vec![8], s("f"), s("user.k"), s("v")].concat(),
         [vec![0u8], vec![9], s("f"), s("abc"), vec![200]].concat(),
         [vec![0u8], vec![10], vec![0xc0, 0x01]].concat(),

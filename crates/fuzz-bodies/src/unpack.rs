@@ -138,7 +138,7 @@ fn build(input: &mut Input<'_>, marks: &[(&str, String)]) -> Vec<Vec<u8>> {
                 h.set_mode(0o777);
                 link = Some(substitute(input.short(), marks));
             }
-            4 | 5 | 6 => {
+            4..=6 => {
                 h.set_entry_type(match op {
                     4 => tar::EntryType::Char,
                     5 => tar::EntryType::Block,
@@ -151,10 +151,7 @@ fn build(input: &mut Input<'_>, marks: &[(&str, String)]) -> Vec<Vec<u8>> {
                 }
             }
             8 => {
-                let key = format!(
-                    "SCHILY.xattr.{}",
-                    String::from_utf8_lossy(input.short())
-                );
+                let key = format!("SCHILY.xattr.{}", String::from_utf8_lossy(input.short()));
                 let value = input.short().to_vec();
                 let _ = b.append_pax_extensions([(key.as_str(), value.as_slice())]);
                 h.set_entry_type(tar::EntryType::Regular);
@@ -205,7 +202,11 @@ fn check_nothing_escaped(nest: &Path, run: &Path, outside: &Path) {
     assert_eq!(names(nest), ["run"], "something was written beside the run");
     let mut in_run = names(run);
     in_run.sort();
-    assert_eq!(in_run, ["outside", "root"], "something was written beside the root");
+    assert_eq!(
+        in_run,
+        ["outside", "root"],
+        "something was written beside the root"
+    );
     assert_eq!(names(outside), ["canary"], "something was written outside");
     let canary = outside.join("canary");
     let meta = std::fs::symlink_metadata(&canary).expect("the canary");

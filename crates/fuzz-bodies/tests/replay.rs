@@ -84,6 +84,17 @@ macro_rules! replay_tests {
 }
 
 replay_tests!(
-    name, reference, digest, range, manifest, routes, scope, jwt, htpasswd, challenge,
-    credentials, config, unpack,
+    name,
+    reference,
+    digest,
+    range,
+    manifest,
+    routes,
+    scope,
+    jwt,
+    htpasswd,
+    challenge,
+    credentials,
+    config,
+    unpack,
 );

@@ -272,6 +272,22 @@ mod tests {
     }
 
     #[test]
+    fn referenced_are_config_and_layers_or_children() {
+        let p = parse(image(None).as_bytes(), None).unwrap();
+        let got: Vec<String> = p.referenced().map(|d| d.digest.to_string()).collect();
+        assert_eq!(got, [d('a'), d('b')]);
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":1}}],"subject":{{"mediaType":"x","digest":"{}","size":1}}}}"#,
+            media::OCI_MANIFEST,
+            d('c'),
+            d('d')
+        );
+        let p = parse(index.as_bytes(), None).unwrap();
+        let got: Vec<String> = p.referenced().map(|d| d.digest.to_string()).collect();
+        assert_eq!(got, [d('c')], "children only: the subject may point anywhere");
+    }
+
+    #[test]
     fn mismatch_refused() {
         let e = parse(
             image(Some(media::OCI_MANIFEST)).as_bytes(),

@@ -133,6 +133,10 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
     ) {
         return Err(ManifestError::Schema1);
     }
+    // serde skips unknown fields without checking their strings are UTF-8; JSON must be.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ManifestError::Json(format!("not UTF-8: {e}")));
+    }
     let raw: Raw = serde_json::from_slice(body).map_err(|e| {
         // A schema-1 body fails typed parsing in odd ways; recognise it first. The probe reads
         // `schemaVersion` alone and skips everything else without building a tree.
@@ -285,6 +289,14 @@ mod tests {
         let p = parse(index.as_bytes(), None).unwrap();
         let got: Vec<String> = p.referenced().map(|d| d.digest.to_string()).collect();
         assert_eq!(got, [d('c')], "children only: the subject may point anywhere");
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_unknown_field_refused() {
+        // Found by the `manifest` fuzz target: serde skipped the field without looking inside.
+        let mut body = image(None).into_bytes();
+        body.splice(1..1, b"\"x\":\"\xf4\xf4\",".iter().copied());
+        assert!(matches!(parse(&body, None), Err(ManifestError::Json(_))));
     }
 
     #[test]

@@ -288,7 +288,11 @@ mod tests {
         );
         let p = parse(index.as_bytes(), None).unwrap();
         let got: Vec<String> = p.referenced().map(|d| d.digest.to_string()).collect();
-        assert_eq!(got, [d('c')], "children only: the subject may point anywhere");
+        assert_eq!(
+            got,
+            [d('c')],
+            "children only: the subject may point anywhere"
+        );
     }
 
     #[test]

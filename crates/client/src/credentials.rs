@@ -95,8 +95,8 @@ impl CredentialFiles {
         repository: &str,
     ) -> Result<Option<Credential>, CredError> {
         for file in self.authfile.iter().chain(self.default_authfile.iter()) {
-            if let Some(doc) = read_json(file)?
-                && let Some(c) = from_auths(file, &doc, registry, Some(repository))?
+            if let Some(text) = read_file(file)?
+                && let Source::Credential(c) = resolve(file, &text, registry, repository, false)?
             {
                 return Ok(Some(c));
             }
@@ -104,23 +104,14 @@ impl CredentialFiles {
         let Some(config) = &self.docker_config else {
             return Ok(None);
         };
-        let Some(doc) = read_json(config)? else {
+        let Some(text) = read_file(config)? else {
             return Ok(None);
         };
-        if let Some(helper) = helper_for(&doc, registry) {
-            return self.helper_get(&helper, &server_url(registry));
+        match resolve(config, &text, registry, repository, true)? {
+            Source::Credential(c) => Ok(Some(c)),
+            Source::Helper(helper) => self.helper_get(&helper, &server_url(registry)),
+            Source::Nothing => Ok(None),
         }
-        if let Some(c) = from_auths(config, &doc, registry, None)? {
-            return Ok(Some(c));
-        }
-        if let Some(store) = doc
-            .get("credsStore")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            return self.helper_get(store, &server_url(registry));
-        }
-        Ok(None)
     }
 
     /// Store credentials for `registry` where docker (or, with an explicit auth file, podman)
@@ -248,20 +239,77 @@ fn server_url(registry: &str) -> String {
     auth_key(registry, true)
 }
 
-fn read_json(path: &Path) -> Result<Option<Value>, CredError> {
+/// Where one credentials file says to find `registry`'s credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// In the file itself.
+    Credential(Credential),
+    /// With the `docker-credential-NAME` helper (`credHelpers` or `credsStore`).
+    Helper(String),
+    /// The file says nothing about the registry.
+    Nothing,
+}
+
+/// What the text of one credentials file (`file`, named in errors) says about `repository` on
+/// `registry`: a containers `auth.json` (`docker: false`, keys may name `host/namespace/repo`)
+/// or docker's `config.json` (`docker: true`: `credHelpers`, `auths` by host, `credsStore`).
+/// An empty or all-whitespace file says nothing. Pure: helpers are named, never run.
+pub fn resolve(
+    file: &Path,
+    text: &[u8],
+    registry: &str,
+    repository: &str,
+    docker: bool,
+) -> Result<Source, CredError> {
+    let Some(doc) = parse_json(file, text)? else {
+        return Ok(Source::Nothing);
+    };
+    if !docker {
+        return Ok(from_auths(file, &doc, registry, Some(repository))?
+            .map_or(Source::Nothing, Source::Credential));
+    }
+    if let Some(helper) = helper_for(&doc, registry) {
+        return Ok(Source::Helper(helper));
+    }
+    if let Some(c) = from_auths(file, &doc, registry, None)? {
+        return Ok(Source::Credential(c));
+    }
+    Ok(doc
+        .get("credsStore")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map_or(Source::Nothing, |s| Source::Helper(s.to_string())))
+}
+
+/// A file's bytes; None if it does not exist.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, CredError> {
     match std::fs::read(path) {
-        Ok(b) if b.iter().all(|c| c.is_ascii_whitespace()) => Ok(None),
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| CredError::File {
-                path: path.to_path_buf(),
-                message: format!("not valid JSON: {e}"),
-            }),
+        Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CredError::File {
             path: path.to_path_buf(),
             message: e.to_string(),
         }),
+    }
+}
+
+/// A file's JSON document; None if the file is empty or all whitespace.
+fn parse_json(path: &Path, text: &[u8]) -> Result<Option<Value>, CredError> {
+    if text.iter().all(|c| c.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    serde_json::from_slice(text)
+        .map(Some)
+        .map_err(|e| CredError::File {
+            path: path.to_path_buf(),
+            message: format!("not valid JSON: {e}"),
+        })
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, CredError> {
+    match read_file(path)? {
+        Some(text) => parse_json(path, &text),
+        None => Ok(None),
     }
 }
 

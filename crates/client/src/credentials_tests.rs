@@ -221,3 +221,37 @@ fn broken_files_are_reported_with_their_path() {
     let e = f.lookup("x.example.com", "r").unwrap_err().to_string();
     assert!(e.contains("base64"), "{e}");
 }
+
+#[test]
+fn resolve_reads_one_file_without_running_helpers() {
+    let file = Path::new("config.json");
+    let docker = br#"{"credHelpers":{"ghcr.io":"gh"},"credsStore":"desktop",
+        "auths":{"quay.io":{"auth":"dTpw"},"bad.io":{"auth":"!!"}}}"#;
+    let r = |registry: &str, docker_file: bool, text: &[u8]| {
+        resolve(file, text, registry, "team/app", docker_file)
+    };
+    assert_eq!(
+        r("ghcr.io", true, docker).unwrap(),
+        Source::Helper("gh".into())
+    );
+    assert_eq!(
+        r("quay.io", true, docker).unwrap(),
+        Source::Credential(cred("u", "p"))
+    );
+    assert_eq!(
+        r("other.io", true, docker).unwrap(),
+        Source::Helper("desktop".into())
+    );
+    let e = r("bad.io", true, docker).unwrap_err().to_string();
+    assert!(e.starts_with("config.json: an `auth` entry"), "{e}");
+    // An auth.json names no helpers, and matches namespaces.
+    let auth = br#"{"credHelpers":{"ghcr.io":"gh"},"auths":{"ghcr.io/team":{"auth":"dTpw"}}}"#;
+    assert_eq!(
+        r("ghcr.io", false, auth).unwrap(),
+        Source::Credential(cred("u", "p"))
+    );
+    assert_eq!(r("quay.io", false, auth).unwrap(), Source::Nothing);
+    assert_eq!(r("quay.io", true, b" \n").unwrap(), Source::Nothing);
+    let e = r("quay.io", true, b"{").unwrap_err().to_string();
+    assert!(e.starts_with("config.json: not valid JSON"), "{e}");
+}

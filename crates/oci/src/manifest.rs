@@ -86,6 +86,18 @@ pub struct ParsedManifest {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+impl ParsedManifest {
+    /// The descriptors whose targets the registry must hold for this manifest to be stored:
+    /// the config and layers of an image (foreign layers, those with `urls`, included), the
+    /// children of an index. `subject` is not among them: it may point anywhere.
+    pub fn referenced(&self) -> impl Iterator<Item = &Descriptor> {
+        self.config
+            .iter()
+            .chain(self.layers.iter())
+            .chain(self.manifests.iter())
+    }
+}
+
 /// Why a manifest was refused. Each maps to MANIFEST_INVALID with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
@@ -161,6 +173,10 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
         Some(media::DOCKER_SCHEMA1 | media::DOCKER_SCHEMA1_SIGNED)
     ) {
         return Err(ManifestError::Schema1);
+    }
+    // serde skips unknown fields without checking their strings are UTF-8; JSON must be.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ManifestError::Json(format!("not UTF-8: {e}")));
     }
     let raw: Raw = serde_json::from_slice(body).map_err(|e| {
         // A schema-1 body fails typed parsing in odd ways; recognise it first. The probe reads
@@ -344,6 +360,34 @@ mod tests {
         assert_eq!(p.media_type, media::OCI_MANIFEST);
         let p = parse(image(None).as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap();
         assert_eq!(p.media_type, media::DOCKER_MANIFEST);
+    }
+
+    #[test]
+    fn referenced_are_config_and_layers_or_children() {
+        let p = parse(image(None).as_bytes(), None).unwrap();
+        let got: Vec<String> = p.referenced().map(|d| d.digest.to_string()).collect();
+        assert_eq!(got, [d('a'), d('b')]);
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":1}}],"subject":{{"mediaType":"x","digest":"{}","size":1}}}}"#,
+            media::OCI_MANIFEST,
+            d('c'),
+            d('d')
+        );
+        let p = parse(index.as_bytes(), None).unwrap();
+        let got: Vec<String> = p.referenced().map(|d| d.digest.to_string()).collect();
+        assert_eq!(
+            got,
+            [d('c')],
+            "children only: the subject may point anywhere"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_unknown_field_refused() {
+        // Found by the `manifest` fuzz target: serde skipped the field without looking inside.
+        let mut body = image(None).into_bytes();
+        body.splice(1..1, b"\"x\":\"\xf4\xf4\",".iter().copied());
+        assert!(matches!(parse(&body, None), Err(ManifestError::Json(_))));
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl Registry {
         match parsed.kind {
             Kind::Image => {
                 let mut need: Vec<&Descriptor> = Vec::new();
-                for d in parsed.config.iter().chain(parsed.layers.iter()) {
+                for d in parsed.referenced() {
                     if d.urls.is_empty() {
                         need.push(d);
                     } else {
@@ -177,16 +177,10 @@ impl Registry {
                     "blob",
                 )
                 .await?;
-                Ok(parsed
-                    .config
-                    .iter()
-                    .chain(parsed.layers.iter())
-                    .map(|d| d.digest.clone())
-                    .collect())
+                Ok(parsed.referenced().map(|d| d.digest.clone()).collect())
             }
             Kind::Index => {
-                let children: Vec<Digest> =
-                    parsed.manifests.iter().map(|d| d.digest.clone()).collect();
+                let children: Vec<Digest> = parsed.referenced().map(|d| d.digest.clone()).collect();
                 if self.settings.index_children_must_exist {
                     let repo_name = repo.as_str();
                     let listed: Vec<&Descriptor> = parsed.manifests.iter().collect();

@@ -57,6 +57,12 @@ pub struct Counters {
 /// process in their pools: their errors count as interruptions too.
 const AFTER_RESTART: Duration = Duration::from_secs(5);
 
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters::new()
+    }
+}
+
 impl Counters {
     pub fn new() -> Counters {
         Counters {
@@ -268,7 +274,7 @@ async fn push(
     } as usize;
     let layer = rng.bytes(size);
     let layer_d = Digest::of(Algorithm::Sha256, &layer);
-    if seq % 4 == 0 {
+    if seq.is_multiple_of(4) {
         let mut up = c.upload_start(repo).await?;
         let mut off = 0usize;
         while off < layer.len() {

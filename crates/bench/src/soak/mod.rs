@@ -184,7 +184,7 @@ pub async fn run(a: SoakArgs) -> Result<bool> {
                     s.load1
                 )?;
                 samples_csv.flush()?;
-                if samples.len() % 6 == 0 {
+                if samples.len().is_multiple_of(6) {
                     eprintln!(
                         "soak: {:.1} min: {} ops, RSS {:.1} MiB, {} fds, load {:.2}, unexpected {}, interrupted {}",
                         s.t_s / 60.0,

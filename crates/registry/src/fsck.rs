@@ -228,6 +228,13 @@ pub async fn check(
     Ok(c.report)
 }
 
+/// What a repository holds a digest as.
+#[derive(Clone, Copy)]
+enum Held {
+    Blob,
+    Manifest,
+}
+
 struct Checker<'a> {
     meta: &'a dyn MetadataStore,
     blobs: &'a dyn BlobStore,
@@ -376,20 +383,7 @@ impl Checker<'_> {
 
     /// Those of `wanted` (deduplicated) that `repo` does not link.
     async fn missing_blobs(&self, repo: &str, wanted: &[Digest]) -> Result<Vec<Digest>, FsckError> {
-        let mut wanted = wanted.to_vec();
-        wanted.sort();
-        wanted.dedup();
-        let mut missing = Vec::new();
-        for chunk in wanted.chunks(PAGE) {
-            let have = self.meta.blobs_in_repo(repo, chunk).await?;
-            missing.extend(
-                chunk
-                    .iter()
-                    .filter(|d| !have.iter().any(|(h, _)| h == *d))
-                    .cloned(),
-            );
-        }
-        Ok(missing)
+        self.missing(repo, wanted, Held::Blob).await
     }
 
     /// Those of `wanted` (deduplicated) that `repo` does not hold as manifests.
@@ -398,12 +392,25 @@ impl Checker<'_> {
         repo: &str,
         wanted: &[Digest],
     ) -> Result<Vec<Digest>, FsckError> {
+        self.missing(repo, wanted, Held::Manifest).await
+    }
+
+    /// Those of `wanted` (deduplicated) that `repo` does not hold as `what`.
+    async fn missing(
+        &self,
+        repo: &str,
+        wanted: &[Digest],
+        what: Held,
+    ) -> Result<Vec<Digest>, FsckError> {
         let mut wanted = wanted.to_vec();
         wanted.sort();
         wanted.dedup();
         let mut missing = Vec::new();
         for chunk in wanted.chunks(PAGE) {
-            let have = self.meta.manifests_in_repo(repo, chunk).await?;
+            let have = match what {
+                Held::Blob => self.meta.blobs_in_repo(repo, chunk).await?,
+                Held::Manifest => self.meta.manifests_in_repo(repo, chunk).await?,
+            };
             missing.extend(
                 chunk
                     .iter()
